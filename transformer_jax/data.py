@@ -1,0 +1,331 @@
+"""Parallel text -> padded, length-bucketed int32 batches (paper Section 5.1).
+
+Pipeline: `read_parallel` (two line-aligned UTF-8 files) -> `encode_parallel` (subword ids, EOS
+appended, over-long pairs dropped) -> `BucketedBatches` (training/eval batches of about
+`tokens_per_batch` target positions, "batched together by approximate sequence length",
+Section 5.1). `batch_sentences` batches source sentences for decoding.
+
+Shapes: B rows per batch, S source positions, T target positions. All arrays are int32 with
+PAD_ID (0) as padding. Every distinct (B, S, T) costs one XLA compile, so S and T are always taken
+from a small fixed list of `boundaries` and B is a function of T.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from transformer_jax.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+Key = tuple[int, int]  # (S, T) bucket
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the file and line."""
+
+
+@dataclasses.dataclass
+class ParallelText:
+  """Line-aligned sentence pairs, blank pairs already removed."""
+  src: list[str]
+  tgt: list[str]
+  src_path: str
+  tgt_path: str
+  n_blank_dropped: int  # pairs where either side was blank/whitespace-only (dropped)
+
+
+def _read_lines(path: str | Path) -> list[str]:
+  """Strictly decoded, `.strip()`-ed lines of a UTF-8 file (a leading BOM is dropped)."""
+  path = Path(path)
+  if not path.exists():
+    raise DataError(f"{path}: file not found (expected a UTF-8 text file)")
+  if path.is_dir():
+    raise DataError(f"{path}: is a directory (expected a UTF-8 text file)")
+  data = path.read_bytes()
+  if not data:
+    raise DataError(f"{path}: file is empty (0 bytes; expected one sentence per line)")
+  raw = data.split(b"\n")
+  if raw[-1] == b"":  # the final line terminator does not start another line
+    raw.pop()
+  lines = []
+  for n, line in enumerate(raw, start=1):
+    try:
+      text = line.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+      raise DataError(f"{path}:{n}: line {n} is not valid UTF-8 (byte {e.start} of the "
+                      f"line: {e.reason}; expected UTF-8 text)") from None
+    lines.append(text.lstrip("\ufeff").strip() if n == 1 else text.strip())
+  return lines
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
+  """Reads two line-aligned files (one sentence per line, UTF-8, LF or CRLF).
+
+  Each line is `.strip()`-ed (Multi30k train.de has 40 lines with trailing spaces). A pair where
+  either side is blank is dropped and counted in `n_blank_dropped`.
+
+  Raises:
+    DataError: a file is missing, a directory, or empty (0 bytes, or nothing left after dropping
+      blank pairs); a line is not valid UTF-8 (file and 1-based line number named); or the two
+      files have different line counts (both files and both counts named).
+  """
+  src, tgt = _read_lines(src_path), _read_lines(tgt_path)
+  if len(src) != len(tgt):
+    raise DataError(f"line counts differ: {src_path} has {len(src)} lines but {tgt_path} "
+                    f"has {len(tgt)} (expected line-aligned parallel files)")
+  pairs = [(s, t) for s, t in zip(src, tgt) if s and t]
+  if not pairs:
+    raise DataError(f"{src_path} / {tgt_path}: no non-blank sentence pairs "
+                    f"(expected one sentence per line)")
+  return ParallelText(src=[s for s, _ in pairs], tgt=[t for _, t in pairs],
+                      src_path=str(src_path), tgt_path=str(tgt_path),
+                      n_blank_dropped=len(src) - len(pairs))
+
+
+@dataclasses.dataclass
+class Encoded:
+  """Subword ids per sentence pair, each int32 array ending with EOS_ID."""
+  src: list[np.ndarray]
+  tgt: list[np.ndarray]
+  n_too_long: int  # pairs dropped because len(src) or len(tgt) (EOS included) > max_len
+
+
+def encode_parallel(text: ParallelText, tokenizer, max_len: int) -> Encoded:
+  """Tokenizes both sides with the shared vocabulary and appends EOS_ID.
+
+  Args:
+    text: output of `read_parallel`.
+    tokenizer: anything with `encode_batch(list[str]) -> list[list[int]]` (a `Tokenizer`).
+    max_len: pairs with more than `max_len` tokens (EOS included) on either side are dropped
+      and counted in `n_too_long`, never truncated. `max_len <= 0` keeps every pair.
+  """
+  src_ids = tokenizer.encode_batch(text.src)
+  tgt_ids = tokenizer.encode_batch(text.tgt)
+  src, tgt, n_too_long = [], [], 0
+  for s, t in zip(src_ids, tgt_ids):
+    if max_len > 0 and (len(s) + 1 > max_len or len(t) + 1 > max_len):
+      n_too_long += 1
+      continue
+    src.append(np.asarray(list(s) + [EOS_ID], dtype=np.int32))
+    tgt.append(np.asarray(list(t) + [EOS_ID], dtype=np.int32))
+  return Encoded(src=src, tgt=tgt, n_too_long=n_too_long)
+
+
+def _check_boundaries(boundaries: Sequence[int]) -> np.ndarray:
+  b = np.asarray(list(boundaries), dtype=np.int64)
+  if b.ndim != 1 or b.size == 0 or b[0] < 1 or np.any(np.diff(b) <= 0):
+    raise ValueError(f"data.bucket_boundaries must be a non-empty, strictly increasing list "
+                     f"of positive ints, got {list(boundaries)}")
+  return b
+
+
+def _ceil_to(length: int, boundaries: np.ndarray) -> int:
+  """Smallest boundary >= length; ValueError naming data.bucket_boundaries if none."""
+  i = int(np.searchsorted(boundaries, length, side="left"))
+  if i == boundaries.size:
+    raise ValueError(f"a sentence of {length} tokens is longer than the largest of "
+                     f"data.bucket_boundaries ({int(boundaries[-1])}); add a larger boundary "
+                     f"or lower data.max_len")
+  return int(boundaries[i])
+
+
+def _pad_rows(seqs: Sequence[np.ndarray | None], width: int) -> np.ndarray:
+  """[len(seqs), width] int32, PAD-filled; None gives an all-PAD row."""
+  out = np.full((len(seqs), width), PAD_ID, dtype=np.int32)
+  for r, s in enumerate(seqs):
+    if s is not None:
+      out[r, :len(s)] = s
+  return out
+
+
+class BucketedBatches:
+  """Batches of roughly `tokens_per_batch` target tokens, grouped by length (paper Section 5.1:
+  'Sentence pairs were batched together by approximate sequence length').
+
+  The paper's batches hold ~25000 source and ~25000 target tokens; here the budget counts padded
+  target positions: B * T <= tokens_per_batch (unless B is forced up to `batch_multiple`).
+  Every distinct batch shape costs an XLA compile, so shapes come from a small fixed set.
+
+  Keys: each pair's own key is (S, T) = (smallest boundary >= len(src), smallest boundary >=
+  len(tgt)), EOS included. Keys are visited in increasing (S + T, T, S) order, so a key comes
+  before every larger one. The cheapest larger key of (S, T) is the existing key (S', T') with
+  S' >= S, T' >= T that adds the least padding, (S' - S) + (T' - T), ties to smaller T', S'.
+
+  1. Merge (once): a key holding fewer than `min_batches` * B(T) pairs moves all of them into
+     its cheapest larger key (which is visited later and may move on in turn). A key with no
+     larger key (a corner of the length distribution) stays, however small.
+  2. Carry (every epoch): each key shuffles its pairs (its own plus any carried in), cuts them
+     into full batches of B(T) rows and carries the leftover (< B(T) pairs) into its cheapest
+     larger key. Only keys without a larger key have a last batch that is partly all-PAD rows.
+     Which pairs are carried changes from epoch to epoch; how many does not, so every epoch has
+     the same `num_batches` batches with the same shapes.
+
+  Rows per batch: B(T) = tokens_per_batch // T, capped at `max_rows` (if > 0), rounded down to
+  a multiple of `batch_multiple`, and at least `batch_multiple`.
+
+  Randomness: epoch e uses `np.random.default_rng((seed, e))` to shuffle each key's pairs and
+  then the list of all batches. `shuffle=False` gives one fixed order for evaluation (keys
+  ascending, pairs in input order, then pairs carried in).
+
+  Batches are dicts of int32 numpy arrays, PAD_ID padding:
+    "src":     [B, S] source ids, EOS included.
+    "tgt_in":  [B, T] decoder input: BOS_ID, then the target without its last token (Section
+               3.1, "output embeddings are offset by one position"); all PAD in all-PAD rows.
+    "tgt_out": [B, T] target ids, EOS included (the labels).
+
+  Attributes: `num_batches` (per epoch), `shapes` (sorted distinct (B, S, T)), `buckets`
+  (key -> indices of the pairs merged into it), `num_merged`, `num_carried` (pairs per epoch).
+
+  Raises (constructor):
+    ValueError: no pairs; bad `boundaries` or a pair longer than the largest boundary (both
+      naming data.bucket_boundaries); tokens_per_batch < 1; batch_multiple < 1;
+      0 < max_rows < batch_multiple; min_batches < 1.
+  """
+
+  def __init__(self, data: Encoded, *, tokens_per_batch: int, boundaries: Sequence[int],
+               seed: int, shuffle: bool = True, batch_multiple: int = 1, max_rows: int = 0,
+               min_batches: int = 4):
+    if not data.src:
+      raise ValueError("BucketedBatches got no sentence pairs (all dropped as too long?)")
+    if tokens_per_batch < 1:
+      raise ValueError(f"data.tokens_per_batch must be >= 1, got {tokens_per_batch}")
+    if batch_multiple < 1 or 0 < max_rows < batch_multiple or min_batches < 1:
+      raise ValueError(f"need batch_multiple >= 1, max_rows == 0 or >= batch_multiple, "
+                       f"min_batches >= 1; got batch_multiple={batch_multiple}, "
+                       f"max_rows={max_rows}, min_batches={min_batches}")
+    self.src, self.tgt = data.src, data.tgt
+    self.seed, self.shuffle = seed, shuffle
+    self.tokens_per_batch, self.batch_multiple, self.max_rows = (
+        tokens_per_batch, batch_multiple, max_rows)
+    self.boundaries = _check_boundaries(boundaries)
+    members: dict[Key, list[int]] = {}
+    for i, (s, t) in enumerate(zip(self.src, self.tgt)):
+      key = (_ceil_to(len(s), self.boundaries), _ceil_to(len(t), self.boundaries))
+      members.setdefault(key, []).append(i)
+    own_counts = {k: len(v) for k, v in members.items()}
+    self._order = sorted(members, key=lambda k: (k[0] + k[1], k[1], k[0]))
+    for key in list(self._order):  # step 1, merge
+      dest = self._cheapest_larger(key)
+      if dest is not None and len(members[key]) < min_batches * self.rows(key[1]):
+        members[dest].extend(members.pop(key))
+        self._order.remove(key)
+    self.buckets = {k: np.sort(np.asarray(members[k], dtype=np.int64)) for k in self._order}
+    # A key is either kept whole or emptied, so kept keys still hold all their own pairs.
+    self.num_merged = len(self.src) - sum(own_counts[k] for k in self._order)
+    self._dest = {k: self._cheapest_larger(k) for k in self._order}
+    self._batches_per_key, self.num_carried = {}, 0
+    carried = dict.fromkeys(self._order, 0)
+    for key in self._order:  # step 2, carry: counts are the same every epoch
+      n, b = len(self.buckets[key]) + carried[key], self.rows(key[1])
+      if self._dest[key] is not None:
+        carried[self._dest[key]] += n % b
+        self.num_carried += n % b
+      self._batches_per_key[key] = n // b if self._dest[key] is not None else -(-n // b)
+    self.num_batches = sum(self._batches_per_key.values())
+    self.shapes = sorted({(self.rows(t), s, t) for s, t in self._order
+                          if self._batches_per_key[(s, t)]})
+
+  def rows(self, T: int) -> int:
+    """B, the rows per batch for target bucket length T."""
+    r = max(1, self.tokens_per_batch // T)
+    if self.max_rows > 0:
+      r = min(r, self.max_rows)
+    return max(self.batch_multiple, r // self.batch_multiple * self.batch_multiple)
+
+  def _cheapest_larger(self, key: Key) -> Key | None:
+    larger = [k for k in self._order if k != key and k[0] >= key[0] and k[1] >= key[1]]
+    if not larger:
+      return None
+    return min(larger, key=lambda k: (k[0] - key[0] + k[1] - key[1], k[1], k[0]))
+
+  def _plan(self, epoch: int) -> list[tuple[Key, np.ndarray]]:
+    """One epoch's batches as (key, [B] pair indices with -1 for all-PAD rows)."""
+    rng = np.random.default_rng((self.seed, epoch)) if self.shuffle else None
+    carried: dict[Key, list[np.ndarray]] = {k: [] for k in self._order}
+    plan = []
+    for key in self._order:  # a fixed order, so the rng draws are the same on every run
+      pool = np.concatenate([self.buckets[key], *carried[key]])
+      if rng is not None:
+        pool = rng.permutation(pool)
+      b, n = self.rows(key[1]), self._batches_per_key[key]
+      if self._dest[key] is not None:
+        carried[self._dest[key]].append(pool[n * b:])
+      padded = np.full(n * b, -1, dtype=np.int64)
+      padded[:min(len(pool), n * b)] = pool[:n * b]
+      plan.extend((key, chunk) for chunk in padded.reshape(n, b))
+    if rng is not None:
+      plan = [plan[j] for j in rng.permutation(len(plan))]
+    return plan
+
+  def _batch(self, key: Key, idx: np.ndarray) -> dict[str, np.ndarray]:
+    S, T = key
+    src = _pad_rows([self.src[i] if i >= 0 else None for i in idx], S)  # [B, S]
+    tgt_out = _pad_rows([self.tgt[i] if i >= 0 else None for i in idx], T)  # [B, T]
+    shifted = np.concatenate(  # [B, T]: BOS, then the target minus its last position
+        [np.full((len(idx), 1), BOS_ID, np.int32), tgt_out[:, :-1]], axis=1)
+    tgt_in = np.where(tgt_out != PAD_ID, shifted, PAD_ID).astype(np.int32)  # [B, T]
+    return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
+
+  def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    """Yields the `num_batches` batches of epoch `epoch` (>= 0), in order."""
+    for key, idx in self._plan(epoch):
+      yield self._batch(key, idx)
+
+  def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Endless stream over epochs 0, 1, ..., starting at global batch index `start_step`.
+
+    Step n is batch n % num_batches of epoch n // num_batches, so a run resumed at step n
+    sees exactly the batches it would have seen without the interruption.
+    """
+    epoch, index = divmod(start_step, self.num_batches)
+    while True:
+      for key, idx in self._plan(epoch)[index:]:
+        yield self._batch(key, idx)
+      epoch, index = epoch + 1, 0
+
+  def padding_stats(self) -> dict:
+    """Padding in one epoch's batches (the same for every epoch), all-PAD rows included.
+
+    Returns: src_pad_fraction, tgt_pad_fraction (padded / total positions, in [0, 1)),
+    num_shapes, num_batches, num_examples, num_merged, num_carried (see class docstring).
+    """
+    pos_src = sum(n * self.rows(T) * S for (S, T), n in self._batches_per_key.items())
+    pos_tgt = sum(n * self.rows(T) * T for (S, T), n in self._batches_per_key.items())
+    return {"src_pad_fraction": 1 - sum(len(s) for s in self.src) / pos_src,
+            "tgt_pad_fraction": 1 - sum(len(t) for t in self.tgt) / pos_tgt,
+            "num_shapes": len(self.shapes), "num_batches": self.num_batches,
+            "num_examples": len(self.src), "num_merged": self.num_merged,
+            "num_carried": self.num_carried}
+
+
+def batch_sentences(src: list[np.ndarray], batch_size: int,
+                    boundaries: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Batches source sentences for decoding, sorted by length to limit padding.
+
+  Args:
+    src: token id arrays (EOS included, e.g. `Encoded.src`); a sentence may be just [EOS].
+    batch_size: B, rows of every batch (the last batch is filled with all-PAD rows).
+    boundaries: allowed widths S (as in `BucketedBatches`).
+
+  Returns:
+    List of (ids [B, S] int32, original_indices [B] int64 with -1 for all-PAD rows); write the
+    translation of row r to position original_indices[r] to restore input order.
+
+  Raises:
+    ValueError: batch_size < 1, or a sentence longer than the largest boundary.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  b = _check_boundaries(boundaries)
+  order = np.argsort([len(s) for s in src], kind="stable")
+  out = []
+  for start in range(0, len(order), batch_size):
+    idx = np.full(batch_size, -1, dtype=np.int64)
+    chunk = order[start:start + batch_size]
+    idx[:len(chunk)] = chunk
+    S = _ceil_to(max(len(src[i]) for i in chunk), b)
+    out.append((_pad_rows([src[i] if i >= 0 else None for i in idx], S), idx))  # [B, S]
+  return out

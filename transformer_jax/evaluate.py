@@ -1,0 +1,96 @@
+"""Translation of whole files, BLEU (sacrebleu) and per-wordpiece perplexity.
+
+BLEU is sacrebleu's corpus BLEU on detokenized output with its default signature (13a
+tokenization, cased); the signature is always reported next to the score.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Iterable, Sequence
+
+import jax
+import numpy as np
+import sacrebleu
+
+from transformer_jax import data as data_lib
+from transformer_jax import decode
+from transformer_jax.losses import label_smoothed_cross_entropy
+from transformer_jax.model import Transformer
+from transformer_jax.tokenizer import EOS_ID, Tokenizer
+
+
+def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines: Sequence[str], *,
+                    beam_size: int = 4, alpha: float = 0.6, max_extra_len: int = 50,
+                    batch_size: int = 64, boundaries: Sequence[int] = (16, 32, 64, 128, 256, 512),
+                    max_src_len: int = 0, use_cache: bool = True) -> list[str]:
+  """Translates `lines` (one sentence each) by beam search; returns detokenized lines in order.
+
+  Sentences are sorted by length and decoded in batches of `batch_size` padded to the smallest
+  boundary that fits, so only a few shapes are compiled. An empty line gives an empty line.
+  A line longer than `max_src_len` tokens (if > 0, e.g. a learned position table's size) is
+  cut to that length, and the cut is reported in the returned list's `truncated` attribute.
+  """
+  ids = tokenizer.encode_batch(list(lines))
+  cut = 0
+  src = []
+  for seq in ids:
+    if max_src_len and len(seq) + 1 > max_src_len:
+      seq, cut = seq[:max_src_len - 1], cut + 1
+    src.append(np.asarray(seq + [EOS_ID], np.int32))
+  longest = max((len(s) for s in src), default=1)
+  bounds = [b for b in boundaries if b < longest] + [max(longest, *boundaries)]
+  out = [""] * len(src)
+  for batch, index in data_lib.batch_sentences(src, batch_size, bounds):
+    tokens, _ = decode.generate(params, batch, model=model, beam_size=beam_size, alpha=alpha,
+                                max_extra_len=max_extra_len, use_cache=use_cache)
+    for row, text in zip(index, tokenizer.decode_batch(np.asarray(tokens).tolist())):
+      if row >= 0:
+        out[row] = text
+  result = _Translations(out)
+  result.truncated = cut
+  return result
+
+
+class _Translations(list):
+  """A list of translations with a `truncated` count of over-long inputs."""
+  truncated: int = 0
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
+  """Corpus BLEU of detokenized hypotheses against one reference each (sacrebleu).
+
+  Returns:
+    (BLEU in [0, 100], sacrebleu signature string).
+
+  Raises:
+    ValueError: the two lists differ in length.
+  """
+  if len(hypotheses) != len(references):
+    raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+  metric = sacrebleu.metrics.BLEU()
+  score = metric.corpus_score(list(hypotheses), [list(references)])
+  return score.score, str(metric.get_signature())
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _nll_step(params: Any, batch: dict[str, jax.Array], *, model: Transformer):
+  logits = model.apply({"params": params}, batch["src"], batch["tgt_in"])
+  _, nll, n = label_smoothed_cross_entropy(logits, batch["tgt_out"], 0.0)
+  return nll, n
+
+
+def perplexity(model: Transformer, params: Any, batches: Iterable[dict[str, np.ndarray]]
+               ) -> dict[str, float]:
+  """Per-wordpiece perplexity exp(total NLL / target tokens), EOS counted as a token.
+
+  Returns:
+    {'nll': nats per target token, 'ppl': perplexity, 'tokens': number of target tokens}.
+  """
+  total, count = 0.0, 0.0
+  for batch in batches:
+    nll, n = _nll_step(params, batch, model=model)
+    total, count = total + float(nll), count + float(n)
+  nll = total / max(count, 1.0)
+  return {"nll": nll, "ppl": math.exp(min(nll, 700.0)), "tokens": int(count)}

@@ -1,0 +1,167 @@
+"""The `transformer-jax` command line.
+
+  transformer-jax train     --config=configs/multi30k.py --workdir=DIR [--config.train.steps=200]
+  transformer-jax translate --workdir=DIR [--input=FILE] [--output=FILE] [--beam_size=4]
+  transformer-jax evaluate  --workdir=DIR --src=FILE --ref=FILE
+  transformer-jax params    --config=configs/base.py [--config.data.vocab_size=37000]
+
+Configs are ml-collections files; any field can be overridden with --config.SECTION.KEY=VALUE.
+`translate` and `evaluate` read the config, vocabulary and parameters saved in the workdir: the
+final (checkpoint-averaged) parameters if training finished, else the latest checkpoint, or
+the checkpoint given by --step.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import jax
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+COMMANDS = ("train", "translate", "evaluate", "params")
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (ml-collections), e.g. "
+                                "configs/multi30k.py.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory: vocabulary, checkpoints, logs.")
+flags.DEFINE_string("input", None, "translate: source sentences, one per line (default stdin).")
+flags.DEFINE_string("output", None, "translate: where translations go (default stdout).")
+flags.DEFINE_string("src", None, "evaluate: source sentences, one per line.")
+flags.DEFINE_string("ref", None, "evaluate: reference translations, line-aligned with --src.")
+flags.DEFINE_integer("beam_size", None, "Beam size (default: the config's, 4); 1 is greedy.")
+flags.DEFINE_float("alpha", None, "Length penalty (default: the config's, 0.6).")
+flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters.")
+
+
+def _usage() -> str:
+  return __doc__.split("\n\n")[1]
+
+
+def _load_run(workdir: pathlib.Path):
+  """(config, model, tokenizer, params, description) of a trained workdir."""
+  from transformer_jax import checkpoint as ckpt_lib
+  from transformer_jax import config as config_lib
+  from transformer_jax import train as train_lib
+  from transformer_jax.model import Transformer
+  from transformer_jax.tokenizer import Tokenizer
+
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    raise SystemExit(f"error: {config_path} not found; is --workdir={workdir} a training run?")
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  model = Transformer(config_lib.model_config(config))
+  tokenizer = Tokenizer.load(workdir / "spm.model")
+  tx, _ = train_lib.optim.make_optimizer(config)
+  dummy = {"src": jax.numpy.ones((1, 8), "int32"), "tgt_in": jax.numpy.ones((1, 8), "int32")}
+  abstract = jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0),
+                                                           dummy))
+  final = workdir / "final_params"
+  if FLAGS.step is None and final.exists():
+    return config, model, tokenizer, ckpt_lib.load_params(final, abstract.params), str(final)
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
+  step = FLAGS.step if FLAGS.step is not None else ckpts.latest_step()
+  if step is None or step not in ckpts.steps():
+    raise SystemExit(f"error: no checkpoint {'' if step is None else step} in "
+                     f"{ckpts.directory} (have {ckpts.steps()})")
+  state, _ = ckpts.restore(step, abstract)
+  return config, model, tokenizer, state.params, f"{ckpts.directory}/{step}"
+
+
+def _decode_options(config) -> dict:
+  dc = config.decode
+  return {"beam_size": FLAGS.beam_size or dc.beam_size,
+          "alpha": dc.alpha if FLAGS.alpha is None else FLAGS.alpha,
+          "max_extra_len": dc.max_extra_len, "batch_size": dc.batch_size,
+          "max_src_len": config.model.max_len if config.model.positions == "learned" else 0}
+
+
+def _require(name: str) -> str:
+  value = getattr(FLAGS, name)
+  if not value:
+    raise SystemExit(f"error: --{name} is required for this command\n{_usage()}")
+  return value
+
+
+def cmd_train() -> None:
+  from transformer_jax import train as train_lib
+  if FLAGS.config is None:
+    raise SystemExit(f"error: --config is required\n{_usage()}")
+  result = train_lib.train(FLAGS.config, pathlib.Path(_require("workdir")))
+  print(json.dumps(result, indent=2))
+
+
+def cmd_translate() -> None:
+  from transformer_jax import evaluate
+  config, model, tokenizer, params, source = _load_run(pathlib.Path(_require("workdir")))
+  if FLAGS.input:
+    lines = pathlib.Path(FLAGS.input).read_text(encoding="utf-8").splitlines()
+  else:
+    lines = sys.stdin.read().splitlines()
+  print(f"translating {len(lines)} lines with {source}", file=sys.stderr)
+  hyps = evaluate.translate_lines(model, params, tokenizer, lines, **_decode_options(config))
+  text = "".join(h + "\n" for h in hyps)
+  if FLAGS.output:
+    pathlib.Path(FLAGS.output).write_text(text, encoding="utf-8")
+  else:
+    sys.stdout.write(text)
+
+
+def cmd_evaluate() -> None:
+  from transformer_jax import data as data_lib
+  from transformer_jax import evaluate
+  workdir = pathlib.Path(_require("workdir"))
+  config, model, tokenizer, params, source = _load_run(workdir)
+  text = data_lib.read_parallel(_require("src"), _require("ref"))
+  enc = data_lib.encode_parallel(text, tokenizer, 0)
+  batches = data_lib.BucketedBatches(enc, tokens_per_batch=config.data.tokens_per_batch,
+                                     boundaries=sorted(set(config.data.bucket_boundaries) |
+                                                       {max(map(len, enc.src + enc.tgt))}),
+                                     seed=0, shuffle=False)
+  ppl = evaluate.perplexity(model, params, batches.epoch(0))
+  options = _decode_options(config)
+  hyps = evaluate.translate_lines(model, params, tokenizer, text.src, **options)
+  score, signature = evaluate.bleu(hyps, text.tgt)
+  result = {"src": str(FLAGS.src), "ref": str(FLAGS.ref), "params": source, "bleu": score,
+            "bleu_signature": signature, "ppl": ppl["ppl"], "nll": ppl["nll"],
+            "target_tokens": ppl["tokens"], "pairs": len(text.src),
+            "blank_dropped": text.n_blank_dropped, **options}
+  out = workdir / f"eval_{pathlib.Path(FLAGS.src).name}.json"
+  out.write_text(json.dumps(result, indent=2) + "\n")
+  print(f"BLEU = {score:.2f}  {signature}")
+  print(f"perplexity per wordpiece = {ppl['ppl']:.3f}  ({ppl['tokens']} target tokens)")
+  print(f"written to {out}")
+
+
+def cmd_params() -> None:
+  from transformer_jax import config as config_lib
+  from transformer_jax.model import Transformer, count_params
+  if FLAGS.config is None:
+    raise SystemExit(f"error: --config is required\n{_usage()}")
+  mcfg = config_lib.model_config(FLAGS.config)
+  dummy = jax.numpy.ones((1, 8), "int32")
+  shapes = jax.eval_shape(lambda: Transformer(mcfg).init(jax.random.PRNGKey(0), dummy, dummy))
+  n = count_params(shapes["params"])
+  print(f"{n:,} parameters ({n / 1e6:.2f}M) with vocab_size={mcfg.vocab_size}, "
+        f"N={mcfg.n_layers}, d_model={mcfg.d_model}, d_ff={mcfg.d_ff}, h={mcfg.h}, "
+        f"d_k={mcfg.d_k}, d_v={mcfg.d_v}")
+
+
+def main(argv: list[str] | None = None) -> None:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    print(_usage(), file=sys.stderr)
+    raise SystemExit(2)
+  command = argv.pop(1)
+  try:
+    FLAGS(argv)
+  except flags.Error as e:
+    raise SystemExit(f"error: {e}\n{_usage()}")
+  {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
+   "params": cmd_params}[command]()
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,199 @@
+"""Shared source-target subword vocabulary (paper Section 5.1), backed by SentencePiece.
+
+The paper encodes WMT14 EN-DE with byte-pair encoding into "a shared source-target vocabulary of
+about 37000 tokens" (Section 5.1). Here SentencePiece does the work: `Tokenizer.train` learns one
+BPE model on the union of both languages' training files, and the same model encodes both sides,
+which is what lets the embedding matrices be shared (Section 3.4).
+
+Special ids are fixed so the rest of the code can use them as constants:
+PAD_ID=0 (padding; masked out of attention and the loss), UNK_ID=1, BOS_ID=2 (first decoder
+input, the "shifted right" of Section 3.1), EOS_ID=3 (appended to every source and target).
+
+Files: `model_path` (e.g. `workdir/spm.model`) and, next to it, the human-readable `spm.vocab`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+NUM_SPECIAL = 4  # ids 0..3 above; the learned pieces start at id 4
+
+
+def _sample_lines(files: Sequence[Path], k: int, seed: int) -> list[str]:
+  """k lines drawn without replacement from all `files` together, fixed by `seed`.
+
+  Done here rather than by SentencePiece's `input_sentence_size`, whose sample differs from
+  process to process even after `set_random_generator_seed` (sentencepiece 0.2.x).
+  Two passes over the files: count lines, then keep the chosen ones (one bool per line).
+  """
+  counts = []
+  for f in files:
+    with open(f, "rb") as fh:
+      counts.append(sum(1 for _ in fh))
+  total = sum(counts)
+  chosen = np.zeros(total, dtype=bool)
+  chosen[np.random.default_rng(seed).choice(total, size=min(k, total), replace=False)] = True
+  lines, offset = [], 0
+  for f, n in zip(files, counts):
+    with open(f, encoding="utf-8", newline="\n") as fh:  # split on LF only, as above
+      lines += [line.rstrip("\r\n") for line, keep in zip(fh, chosen[offset:offset + n])
+                if keep]
+    offset += n
+  return lines
+
+
+def _strip_specials(ids: Sequence[int]) -> list[int]:
+  """Cut at the first EOS and drop PAD/BOS, so model output decodes to just the sentence."""
+  out = []
+  for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
+    if i == EOS_ID:
+      break
+    if i not in (PAD_ID, BOS_ID):
+      out.append(i)
+  return out
+
+
+class Tokenizer:
+  """Shared source-target subword vocabulary (paper Section 5.1: shared BPE).
+
+  Build one with `train`, `load` or `load_or_train`; the constructor takes an already loaded
+  `sentencepiece.SentencePieceProcessor`.
+  """
+
+  def __init__(self, processor: spm.SentencePieceProcessor, model_path: str | Path = ""):
+    self._sp = processor
+    self.model_path = str(model_path)
+
+  # -- construction ---------------------------------------------------------------------------
+
+  @classmethod
+  def train(cls, files: Sequence[str | Path], model_path: str | Path, vocab_size: int, *,
+            model_type: str = "bpe", max_sentences: int = 0, seed: int = 0) -> "Tokenizer":
+    """Trains a SentencePiece model on the union of `files` and writes it to `model_path`.
+
+    Args:
+      files: plain-text files, one sentence per line (pass both languages' training sides).
+      model_path: where the model goes; must end in `.model`. The `.vocab` file is written
+        next to it. Parent folders are created. Both files are written under a temporary name
+        and then renamed, so an interrupted run never leaves a half-written model behind.
+      vocab_size: total vocabulary size C, the 4 special ids included (paper: ~37000 on WMT14).
+      model_type: SentencePiece model type, "bpe" (the paper's choice) or "unigram", ...
+      max_sentences: if > 0, train on a random sample of this many lines of all `files`
+        together (drawn here, not by SentencePiece, so the sample is fixed by `seed`).
+      seed: seeds that sample; unused when max_sentences <= 0.
+
+    The result is deterministic for the same files and arguments.
+
+    Raises:
+      ValueError: `vocab_size` <= 4, `model_path` not ending in `.model`, or SentencePiece
+        cannot build `vocab_size` pieces from this data (the message says whether to raise or
+        lower `data.vocab_size`).
+      FileNotFoundError: one of `files` does not exist (named in the message).
+    """
+    if vocab_size <= NUM_SPECIAL:
+      raise ValueError(f"data.vocab_size (vocab_size) must be > {NUM_SPECIAL} "
+                       f"(the special ids PAD, UNK, BOS, EOS), got {vocab_size}")
+    model_path = Path(model_path)
+    if model_path.suffix != ".model":
+      raise ValueError(f"model_path must end in '.model', got {str(model_path)!r}")
+    files = [Path(f) for f in files]
+    if not files:
+      raise ValueError("Tokenizer.train needs at least one input file")
+    for f in files:
+      if not f.is_file():
+        raise FileNotFoundError(f"tokenizer training file not found: {str(f)!r}")
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_prefix = model_path.with_name(f".{model_path.stem}.tmp{os.getpid()}")
+    if max_sentences > 0:
+      source = dict(sentence_iterator=iter(_sample_lines(files, max_sentences, seed)))
+    else:
+      source = dict(input=[str(f) for f in files])
+    try:
+      spm.SentencePieceTrainer.train(
+          **source, model_prefix=str(tmp_prefix),
+          vocab_size=vocab_size, model_type=model_type, character_coverage=1.0,
+          pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+          minloglevel=2)  # errors only: no per-step console output
+    except RuntimeError as e:
+      for suffix in (".model", ".vocab"):
+        Path(str(tmp_prefix) + suffix).unlink(missing_ok=True)
+      if "Vocabulary size" in str(e):
+        fix = "raise" if "smaller than required_chars" in str(e) else "lower"
+        raise ValueError(
+            f"SentencePiece cannot build a vocabulary of {vocab_size} pieces from "
+            f"{[str(f) for f in files]}; {fix} data.vocab_size. ({e})") from e
+      raise RuntimeError(f"SentencePiece training failed on "
+                         f"{[str(f) for f in files]}: {e}") from e
+    os.replace(str(tmp_prefix) + ".vocab", model_path.with_suffix(".vocab"))
+    os.replace(str(tmp_prefix) + ".model", model_path)
+    return cls.load(model_path)
+
+  @classmethod
+  def load(cls, model_path: str | Path) -> "Tokenizer":
+    """Loads a trained model. Raises FileNotFoundError naming `model_path` if it is missing."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+      raise FileNotFoundError(f"SentencePiece model not found: {str(model_path)!r}")
+    return cls(spm.SentencePieceProcessor(model_file=str(model_path)), model_path)
+
+  @classmethod
+  def load_or_train(cls, model_path: str | Path, files: Sequence[str | Path],
+                    vocab_size: int, **kw) -> "Tokenizer":
+    """Reuses the model at `model_path` if it exists, else trains one (see `train` for `kw`).
+
+    Only the vocabulary size of a reused model is checked, not the files it was trained on.
+
+    Raises:
+      ValueError: the existing model's vocabulary size differs from `vocab_size` (both named),
+        plus everything `train` raises.
+    """
+    if Path(model_path).is_file():
+      tok = cls.load(model_path)
+      if tok.vocab_size != vocab_size:
+        raise ValueError(
+            f"existing tokenizer {str(model_path)!r} has vocab size {tok.vocab_size} but "
+            f"data.vocab_size is {vocab_size}; delete the file or change the config")
+      return tok
+    return cls.train(files, model_path, vocab_size, **kw)
+
+  # -- use ------------------------------------------------------------------------------------
+
+  @property
+  def vocab_size(self) -> int:
+    """C, the number of ids (special ids included); embeddings need C rows."""
+    return self._sp.vocab_size()
+
+  def encode(self, text: str) -> list[int]:
+    """Text -> subword ids (no BOS/EOS added; `data.encode_parallel` appends EOS)."""
+    return self._sp.encode(text)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """`encode` for many texts at once, using SentencePiece's multi-threaded batch path."""
+    return self._sp.encode(list(texts))
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Ids (list or 1-D int array) -> detokenized text.
+
+    Stops at the first EOS and drops PAD and BOS, so raw model output can be passed in.
+
+    Raises:
+      ValueError: an id outside [0, vocab_size).
+    """
+    return self.decode_batch([ids])[0]
+
+  def decode_batch(self, ids_batch: Sequence[Sequence[int]]) -> list[str]:
+    """`decode` for each row of `ids_batch` (list of lists, or a [B, T] int array)."""
+    rows = [_strip_specials(ids) for ids in ids_batch]
+    if not rows:
+      return []
+    for row in rows:
+      bad = [i for i in row if not 0 <= i < self.vocab_size]
+      if bad:
+        raise ValueError(f"token id {bad[0]} outside the vocabulary [0, {self.vocab_size})")
+    return self._sp.decode(rows)
