@@ -29,9 +29,9 @@ def get_config():
   c.data.max_len = 128
   c.data.tokens_per_batch = 2048
 
-  c.train.steps = 3300
+  c.train.steps = 3400
   c.train.warmup_steps = 800
-  c.train.lr_scale = 1.0
+  c.train.lr_scale = 0.7
   c.train.log_every = 50
   c.train.eval_every = 500
   c.train.checkpoint_every = 100

@@ -72,7 +72,8 @@ def average_params(ckpts: Checkpoints, steps: Sequence[int], abstract_state: Any
   total = None
   for step in steps:
     state, _ = ckpts.restore(step, abstract_state)
-    params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), state["params"])
+    params = state.params if hasattr(state, "params") else state["params"]  # TrainState | dict
+    params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), params)
     total = params if total is None else jax.tree_util.tree_map(np.add, total, params)
   return jax.tree_util.tree_map(lambda x: (x / len(steps)).astype(np.float32), total)
 

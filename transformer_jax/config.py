@@ -151,6 +151,10 @@ def model_config(config: ml_collections.ConfigDict) -> TransformerConfig:
   if config.data.vocab_size <= 4:
     raise ConfigError("config.data.vocab_size must exceed the 4 special tokens "
                       f"(PAD, UNK, BOS, EOS), got {config.data.vocab_size}")
+  needed = config.data.max_len + config.decode.max_extra_len
+  if config.model.positions == "learned" and config.model.max_len < needed:
+    raise ConfigError(f"config.model.max_len={config.model.max_len} is too short for learned "
+                      f"positions: decoding reaches data.max_len + decode.max_extra_len = {needed}")
   return TransformerConfig(vocab_size=config.data.vocab_size, **kwargs)
 
 

@@ -39,15 +39,17 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
     if max_src_len and len(seq) + 1 > max_src_len:
       seq, cut = seq[:max_src_len - 1], cut + 1
     src.append(np.asarray(seq + [EOS_ID], np.int32))
-  longest = max((len(s) for s in src), default=1)
-  bounds = [b for b in boundaries if b < longest] + [max(longest, *boundaries)]
+  todo = [i for i, seq in enumerate(ids) if seq]  # an empty line is not decoded: it gives ""
+  longest = max((len(src[i]) for i in todo), default=1)
+  fits = [b for b in boundaries if b >= longest]
+  bounds = [b for b in boundaries if b < longest] + [min(fits) if fits else longest]
   out = [""] * len(src)
-  for batch, index in data_lib.batch_sentences(src, batch_size, bounds):
+  for batch, index in data_lib.batch_sentences([src[i] for i in todo], batch_size, bounds):
     tokens, _ = decode.generate(params, batch, model=model, beam_size=beam_size, alpha=alpha,
                                 max_extra_len=max_extra_len, use_cache=use_cache)
     for row, text in zip(index, tokenizer.decode_batch(np.asarray(tokens).tolist())):
       if row >= 0:
-        out[row] = text
+        out[todo[row]] = text
   result = _Translations(out)
   result.truncated = cut
   return result
@@ -67,11 +69,20 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, s
   Raises:
     ValueError: the two lists differ in length.
   """
+  stats = bleu_stats(hypotheses, references)
+  return stats["bleu"], stats["signature"]
+
+
+def bleu_stats(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+  """sacrebleu corpus BLEU with its parts: bleu, signature, brevity penalty `bp`, `sys_len`,
+  `ref_len` (13a tokens) and their `ratio`. Raises ValueError if the lists differ in length."""
   if len(hypotheses) != len(references):
     raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
   metric = sacrebleu.metrics.BLEU()
   score = metric.corpus_score(list(hypotheses), [list(references)])
-  return score.score, str(metric.get_signature())
+  return {"bleu": score.score, "signature": str(metric.get_signature()), "bp": score.bp,
+          "sys_len": score.sys_len, "ref_len": score.ref_len,
+          "ratio": score.sys_len / max(score.ref_len, 1)}
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

@@ -9,6 +9,7 @@ the same step and the same position in the data.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import pathlib
 import queue
@@ -70,7 +71,7 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, model: Transf
   grads, (loss, nll, tokens) = jax.grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "nll": nll, "tokens": tokens, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss, "nll": nll, "tokens": tokens, "grad_norm": optax.tree.norm(grads)}
   return TrainState(state.step + 1, params, opt_state), metrics
 
 
@@ -83,18 +84,31 @@ def create_state(model: Transformer, tx: optax.GradientTransformation, rng: jax.
 
 
 def _prefetch(iterator: Iterator[dict[str, np.ndarray]], depth: int = 4) -> Iterator[dict]:
-  """Runs the numpy batch iterator in a thread, `depth` batches ahead of the step."""
+  """Runs the numpy batch iterator in a thread, `depth` batches ahead of the step.
+
+  The thread ends when the iterator is exhausted or the consumer closes this generator.
+  """
   q: queue.Queue = queue.Queue(maxsize=depth)
-  stop = object()
+  done = threading.Event()
+  end = object()
 
   def work():
-    for item in iterator:
-      q.put(item)
-    q.put(stop)
+    for item in itertools.chain(iterator, [end]):
+      while not done.is_set():
+        try:
+          q.put(item, timeout=0.1)
+          break
+        except queue.Full:
+          continue
+      if done.is_set():
+        return
 
   threading.Thread(target=work, daemon=True).start()
-  while (item := q.get()) is not stop:
-    yield item
+  try:
+    while (item := q.get()) is not end:
+      yield item
+  finally:
+    done.set()
 
 
 def _check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
@@ -195,6 +209,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
 
   pending: list[dict] = []
   tokens_since, time_since = 0.0, time.perf_counter()
+  loop_start, total_tokens, total_train_s = time.perf_counter(), 0.0, 0.0
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   mininterval=2.0)
   step = start
@@ -216,6 +231,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
                   "tokens_per_sec": tokens_since / elapsed,
                   "epoch": step / train_batches.num_batches}
         writer.write(step, record, kind="train")
+        total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
         bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
         pending, tokens_since, time_since = [], 0.0, time.perf_counter()
       if step % t.eval_every == 0 or step == t.steps:
@@ -226,20 +242,25 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
       if step % t.checkpoint_every == 0 or step == t.steps:
         ckpts.save(step, state, {"step": step, "data_seed": d.seed})
   finally:
+    batches.close()
     bar.close()
     ckpts.wait()
     writer.flush()
 
-  result = {"step": step, "params": n_params}
+  result = {"step": step, "params": n_params,
+            "loop_seconds": time.perf_counter() - loop_start,
+            "tokens_per_sec_mean": total_tokens / max(total_train_s, 1e-9),
+            "target_tokens_seen": total_tokens}
   if t.final_eval and step >= t.steps:
     result.update(final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches,
-                                   writer, log))
+                                   writer, log, run_info=dict(result)))
   writer.close()
   ckpts.close()
   return result
 
 
-def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches, writer, log):
+def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches, writer, log,
+                     run_info=None):
   """Averages the last checkpoints (Section 6.1), then dev perplexity and test BLEU."""
   t, dc = config.train, config.decode
   steps = ckpts.steps()[-t.average_last:] if t.average_last > 1 else [ckpts.steps()[-1]]
@@ -255,14 +276,15 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
                                   alpha=dc.alpha, max_extra_len=dc.max_extra_len,
                                   batch_size=dc.batch_size)
   decode_s = time.perf_counter() - start
-  score, signature = evaluate.bleu(hyps, test.tgt)
+  stats = evaluate.bleu_stats(hyps, test.tgt)
+  score, signature = stats["bleu"], stats["signature"]
   out_path = workdir / "test.hyp"
   out_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-  result = {"averaged_steps": steps, "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"], "test_bleu": score,
+  result = {**(run_info or {}), "averaged_steps": steps,
+            "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"], "test_bleu": score,
             "bleu_signature": signature, "test_src": str(src_path), "test_ref": str(ref_path),
             "decode_seconds": decode_s, "beam_size": dc.beam_size, "alpha": dc.alpha,
-            "hyp_ref_length_ratio": sum(len(h.split()) for h in hyps) /
-                                    max(1, sum(len(r.split()) for r in test.tgt))}
+            "brevity_penalty": stats["bp"], "hyp_ref_length_ratio": stats["ratio"]}
   writer.write(steps[-1], {"ppl": val["ppl"], "bleu": score}, kind="final")
   (workdir / "final.json").write_text(json.dumps(result, indent=2) + "\n")
   log(f"dev perplexity {val['ppl']:.2f}; test BLEU {score:.2f} ({signature}); "

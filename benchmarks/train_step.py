@@ -1,0 +1,114 @@
+r"""Fixed-shape train-step throughput and model FLOP utilisation (MFU).
+
+  python benchmarks/train_step.py [--sizes=small,base] [--repeats=7]
+
+Prints, per size, the median step time over `repeats` timed steps (after one compile step),
+target tokens per second, and MFU = model FLOPs/s / peak, where model FLOPs per step are
+6 x (non-embedding parameters x (source + target tokens) split between encoder and decoder,
+plus the output projection per target token) plus attention score/value FLOPs, and the peak
+is the float32 matmul rate measured here on the same machine (a 2048^3 matmul, best of 5).
+
+Sizes (issue 5): small = vocab 8000, d_model 256, h 4, N 3+3, d_ff 1024, batch 32 x 64;
+base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transformer_jax import optim, train
+from transformer_jax.config import TransformerConfig, default_config
+from transformer_jax.model import Transformer, count_params
+
+SIZES = {
+    "small": dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
+    "base": dict(vocab=32000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=8, length=64),
+}
+
+
+def matmul_peak(n: int = 2048) -> float:
+  """Measured float32 matmul FLOP/s (best of 5) on the default device."""
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = min(_time(lambda: f(a).block_until_ready()) for _ in range(5))
+  return 2 * n ** 3 / best
+
+
+def _time(fn) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def model_flops(cfg: TransformerConfig, batch: int, src_len: int, tgt_len: int) -> float:
+  """Training FLOPs of one step: 6 x params x tokens per matmul, plus attention (QK^T, AV)."""
+  d, f, h, k, v, n = cfg.d_model, cfg.d_ff, cfg.h, cfg.d_k, cfg.d_v, cfg.n_layers
+  attn_proj = d * h * (2 * k + v) + h * v * d
+  enc_layer = attn_proj + 2 * d * f
+  dec_layer = 2 * attn_proj + 2 * d * f
+  src_tok, tgt_tok = batch * src_len, batch * tgt_len
+  matmul = n * enc_layer * src_tok + n * dec_layer * tgt_tok + d * cfg.vocab_size * tgt_tok
+  # QK^T and AV per layer and sequence: 2 FLOPs per multiply-add, over (K + V) widths.
+  pairs = src_len * src_len + tgt_len * tgt_len + tgt_len * src_len  # enc self, dec self, cross
+  attn = n * batch * h * 2 * pairs * (k + v)
+  return 6 * matmul + 3 * attn
+
+
+def bench(name: str, repeats: int) -> dict:
+  s = SIZES[name]
+  config = default_config()
+  config.model.update(d_model=s["d_model"], h=s["h"], d_k=s["d_model"] // s["h"],
+                      d_v=s["d_model"] // s["h"], n_layers=s["n_layers"], d_ff=s["d_ff"])
+  config.data.vocab_size = s["vocab"]
+  from transformer_jax.config import model_config
+  cfg = model_config(config)
+  model = Transformer(cfg)
+  tx, _ = optim.make_optimizer(config)
+  rng = np.random.default_rng(0)
+  shape = (s["batch"], s["length"])
+  batch = {k: jnp.asarray(rng.integers(4, s["vocab"], size=shape), jnp.int32)
+           for k in ("src", "tgt_in", "tgt_out")}
+  state = jax.jit(functools.partial(train.create_state, model, tx))(jax.random.PRNGKey(0), batch)
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, eps_ls=0.1),
+                 donate_argnums=(0,))
+  key = jax.random.key(1, impl=config.train.dropout_prng)
+  state, m = step(state, batch, key)
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, m = step(state, batch, key)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - start)
+  t = float(np.median(times))
+  tokens = s["batch"] * s["length"]
+  return {"size": name, "params": count_params(state.params), "step_s": t,
+          "tokens_per_s": tokens / t, "flops_per_s": model_flops(cfg, *shape, s["length"]) / t}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--sizes", default="small,base")
+  parser.add_argument("--repeats", type=int, default=7)
+  args = parser.parse_args()
+  peak = matmul_peak()
+  print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}, "
+        f"device {jax.devices()[0].device_kind}; GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}")
+  print(f"measured fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s")
+  for name in args.sizes.split(","):
+    r = bench(name, args.repeats)
+    print(f"{r['size']:6s} params {r['params'] / 1e6:6.2f}M  step {r['step_s'] * 1e3:7.1f} ms  "
+          f"{r['tokens_per_s']:8.0f} target tok/s  MFU {r['flops_per_s'] / peak:6.1%}")
+
+
+if __name__ == "__main__":
+  main()
