@@ -201,6 +201,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   start = ckpts.latest_step() or 0
   if start:
     state, meta = ckpts.restore(start, state)
+    if meta.get("data_seed") != d.seed:
+      log(f"warning: checkpoint {start} was trained with data.seed={meta.get('data_seed')}, "
+          f"resuming with data.seed={d.seed}: the batch order changes from here on")
     log(f"resumed from {ckpts.directory / str(start)} at step {start}")
   step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, eps_ls=t.eps_ls),
                     donate_argnums=(0,))
