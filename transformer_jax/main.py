@@ -4,11 +4,13 @@
   transformer-jax translate --workdir=DIR [--input=FILE] [--output=FILE] [--beam_size=4]
   transformer-jax evaluate  --workdir=DIR --src=FILE --ref=FILE
   transformer-jax params    --config=configs/base.py [--config.data.vocab_size=37000]
+  transformer-jax average   --workdir=DIR [--last=5] [--output=DIR/average_last5]
 
 Configs are ml-collections files; any field can be overridden with --config.SECTION.KEY=VALUE.
 `translate` and `evaluate` read the config, vocabulary and parameters saved in the workdir: the
 final (checkpoint-averaged) parameters if training finished, else the latest checkpoint, or
-the checkpoint given by --step.
+the checkpoint given by --step, or the parameters saved in --params (e.g. by `average`).
+A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 128 + signal.
 """
 
 from __future__ import annotations
@@ -23,29 +25,32 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-COMMANDS = ("train", "translate", "evaluate", "params")
+COMMANDS = ("train", "translate", "evaluate", "params", "average")
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (ml-collections), e.g. "
                                 "configs/multi30k.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: vocabulary, checkpoints, logs.")
 flags.DEFINE_string("input", None, "translate: source sentences, one per line (default stdin).")
-flags.DEFINE_string("output", None, "translate: where translations go (default stdout).")
+flags.DEFINE_string("output", None, "translate: where translations go (default stdout); "
+                    "average: where the parameters go (default WORKDIR/average_lastN).")
 flags.DEFINE_string("src", None, "evaluate: source sentences, one per line.")
 flags.DEFINE_string("ref", None, "evaluate: reference translations, line-aligned with --src.")
 flags.DEFINE_integer("beam_size", None, "Beam size (default: the config's, 4); 1 is greedy.")
 flags.DEFINE_float("alpha", None, "Length penalty (default: the config's, 0.6).")
 flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters.")
+flags.DEFINE_string("params", None, "Use the parameters saved in this directory (by `average` "
+                    "or training's final_params) instead of the final parameters.")
+flags.DEFINE_integer("last", 5, "average: how many of the newest checkpoints to average "
+                     "(Section 6.1: 5 for base, 20 for big).")
 
 
 def _usage() -> str:
   return __doc__.split("\n\n")[1]
 
 
-def _load_run(workdir: pathlib.Path):
-  """(config, model, tokenizer, params, description) of a trained workdir."""
-  from transformer_jax import checkpoint as ckpt_lib
+def _load_workdir(workdir: pathlib.Path):
+  """(config, model, tokenizer) of a training workdir."""
   from transformer_jax import config as config_lib
-  from transformer_jax import train as train_lib
   from transformer_jax.model import Transformer
   from transformer_jax.tokenizer import Tokenizer
 
@@ -54,11 +59,29 @@ def _load_run(workdir: pathlib.Path):
     raise SystemExit(f"error: {config_path} not found; is --workdir={workdir} a training run?")
   config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
   model = Transformer(config_lib.model_config(config))
-  tokenizer = Tokenizer.load(workdir / "spm.model")
-  tx, _ = train_lib.optim.make_optimizer(config)
+  return config, model, Tokenizer.load(workdir / "spm.model")
+
+
+def _abstract_state(config, model):
+  """Shapes and dtypes of the TrainState that training writes, without computing it."""
+  from transformer_jax import optim
+  from transformer_jax import train as train_lib
+  tx, _ = optim.make_optimizer(config)
   dummy = {"src": jax.numpy.ones((1, 8), "int32"), "tgt_in": jax.numpy.ones((1, 8), "int32")}
-  abstract = jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0),
-                                                           dummy))
+  return jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0), dummy))
+
+
+def _load_run(workdir: pathlib.Path):
+  """(config, model, tokenizer, params, description) of a trained workdir."""
+  from transformer_jax import checkpoint as ckpt_lib
+
+  config, model, tokenizer = _load_workdir(workdir)
+  abstract = _abstract_state(config, model)
+  if FLAGS.params:
+    path = pathlib.Path(FLAGS.params)
+    if not path.is_dir():
+      raise SystemExit(f"error: --params={path} is not a directory of saved parameters")
+    return config, model, tokenizer, ckpt_lib.load_params(path, abstract.params), str(path)
   final = workdir / "final_params"
   if FLAGS.step is None and final.exists():
     return config, model, tokenizer, ckpt_lib.load_params(final, abstract.params), str(final)
@@ -92,6 +115,9 @@ def cmd_train() -> None:
     raise SystemExit(f"error: --config is required\n{_usage()}")
   result = train_lib.train(FLAGS.config, pathlib.Path(_require("workdir")))
   print(json.dumps(result, indent=2))
+  if "stopped_by" in result:
+    import signal
+    raise SystemExit(128 + signal.Signals[result["stopped_by"]].value)
 
 
 def cmd_translate() -> None:
@@ -170,6 +196,24 @@ def _reexec_with_huge_pages() -> None:
   os.execve(sys.executable, [sys.executable, "-m", "transformer_jax.main", *sys.argv[1:]], env)
 
 
+def cmd_average() -> None:
+  """Writes the mean parameters of the newest --last checkpoints (Section 6.1)."""
+  from transformer_jax import checkpoint as ckpt_lib
+  workdir = pathlib.Path(_require("workdir"))
+  if FLAGS.last < 1:
+    raise SystemExit(f"error: --last must be >= 1, got {FLAGS.last}")
+  config, model, _ = _load_workdir(workdir)
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
+  steps = ckpts.steps()[-FLAGS.last:]
+  if len(steps) < FLAGS.last:
+    raise SystemExit(f"error: --last={FLAGS.last} but {ckpts.directory} has only {len(steps)} "
+                     f"checkpoints {steps}; config.train.keep_checkpoints decides how many stay")
+  out = pathlib.Path(FLAGS.output or workdir / f"average_last{FLAGS.last}")
+  ckpt_lib.save_params(out, ckpt_lib.average_params(ckpts, steps, _abstract_state(config, model)))
+  print(f"averaged checkpoints {steps} into {out}; use it with "
+        f"`transformer-jax translate --workdir={workdir} --params={out}`")
+
+
 def main(argv: list[str] | None = None) -> None:
   if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("train", "translate", "evaluate"):
     _reexec_with_huge_pages()
@@ -191,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     raise SystemExit(f"error: unknown config key '{key}' in {' '.join(overrides)}; see the "
                      "config file for the keys it has")
   {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
-   "params": cmd_params}[command]()
+   "params": cmd_params, "average": cmd_average}[command]()
 
 
 if __name__ == "__main__":

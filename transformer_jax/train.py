@@ -13,6 +13,7 @@ import itertools
 import json
 import pathlib
 import queue
+import signal
 import threading
 import time
 from typing import Any, Iterator
@@ -129,6 +130,52 @@ def _check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDi
         "Differing keys: " + "; ".join(differ))
 
 
+class DivergenceError(FloatingPointError):
+  """The loss or gradient norm became NaN or Inf; the message names the first such step."""
+
+
+def _check_finite(recent: list[tuple[int, dict]], ckpts: ckpt_lib.Checkpoints) -> None:
+  """Raises DivergenceError if any of the (step, metrics) in `recent` is not finite.
+
+  Called before every checkpoint and log line, so a diverged state is never saved.
+  """
+  for step, metrics in recent:
+    values = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm")})
+    bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
+    if bad:
+      last = ckpts.latest_step()
+      raise DivergenceError(
+          f"training diverged at step {step}: {bad} (stopped without saving this state; the "
+          f"last good checkpoint is {ckpts.directory / str(last) if last else 'none'}). "
+          "Lower config.train.lr_scale or raise config.train.warmup_steps, or check the data.")
+
+
+class _StopRequest:
+  """Turns the first SIGTERM or SIGINT into a request to checkpoint and stop after the current
+  step (what a preempted VM or Ctrl-C sends); a second one interrupts at once."""
+
+  def __init__(self):
+    self.signal: signal.Signals | None = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    if self.signal is not None:
+      raise KeyboardInterrupt
+    self.signal = signal.Signals(signum)
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=print):
   """Vocabulary (trained once, kept in the workdir) and encoded train/val data.
 
@@ -216,39 +263,56 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   mininterval=2.0)
   step = start
+  recent: list[tuple[int, dict]] = []  # (step, metrics) not yet checked for NaN/Inf
   batches = _prefetch(train_batches.iterate(start))
-  try:
-    for step in range(start + 1, t.steps + 1):
-      batch = next(batches)
-      tokens_since += float(np.count_nonzero(batch["tgt_out"]))
-      state, metrics = step_fn(state, batch, dropout_rng)
-      pending.append(metrics)
-      bar.update(1)
-      if step % t.log_every == 0 or step == t.steps:
-        summed = jax.tree_util.tree_map(lambda *x: float(np.sum(x)), *jax.device_get(pending))
-        elapsed = time.perf_counter() - time_since
-        record = {"loss": summed["loss"] / summed["tokens"],
-                  "nll": summed["nll"] / summed["tokens"],
-                  "grad_norm": summed["grad_norm"] / len(pending),
-                  "learning_rate": float(schedule(step - 1)),
-                  "tokens_per_sec": tokens_since / elapsed,
-                  "epoch": step / train_batches.num_batches}
-        writer.write(step, record, kind="train")
-        total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
-        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
-        pending, tokens_since, time_since = [], 0.0, time.perf_counter()
-      if step % t.eval_every == 0 or step == t.steps:
-        val = evaluate.perplexity(model, state.params, val_batches.epoch(0))
-        writer.write(step, {"ppl": val["ppl"], "nll": val["nll"]}, kind="val")
-        bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
-        time_since = time.perf_counter()  # evaluation time is not training throughput
-      if step % t.checkpoint_every == 0 or step == t.steps:
-        ckpts.save(step, state, {"step": step, "data_seed": d.seed})
-  finally:
-    batches.close()
-    bar.close()
-    ckpts.wait()
-    writer.flush()
+  with _StopRequest() as stop:
+    try:
+      for step in range(start + 1, t.steps + 1):
+        batch = next(batches)
+        tokens_since += float(np.count_nonzero(batch["tgt_out"]))
+        state, metrics = step_fn(state, batch, dropout_rng)
+        pending.append(metrics)
+        recent.append((step, metrics))
+        bar.update(1)
+        if step % t.log_every == 0 or step == t.steps:
+          _check_finite(recent, ckpts)
+          recent = []
+          summed = jax.tree_util.tree_map(lambda *x: float(np.sum(x)), *jax.device_get(pending))
+          elapsed = time.perf_counter() - time_since
+          record = {"loss": summed["loss"] / summed["tokens"],
+                    "nll": summed["nll"] / summed["tokens"],
+                    "grad_norm": summed["grad_norm"] / len(pending),
+                    "learning_rate": float(schedule(step - 1)),
+                    "tokens_per_sec": tokens_since / elapsed,
+                    "epoch": step / train_batches.num_batches}
+          writer.write(step, record, kind="train")
+          total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
+          bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
+          pending, tokens_since, time_since = [], 0.0, time.perf_counter()
+        if step % t.eval_every == 0 or step == t.steps:
+          val = evaluate.perplexity(model, state.params, val_batches.epoch(0))
+          writer.write(step, {"ppl": val["ppl"], "nll": val["nll"]}, kind="val")
+          bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
+          time_since = time.perf_counter()  # evaluation time is not training throughput
+        if step % t.checkpoint_every == 0 or step == t.steps or stop.signal:
+          _check_finite(recent, ckpts)
+          recent = []
+          ckpts.save(step, state, {"step": step, "data_seed": d.seed})
+        if stop.signal:
+          break
+    finally:
+      batches.close()
+      bar.close()
+      ckpts.wait()
+      writer.flush()
+
+  if stop.signal:
+    writer.write(step, {"signal": stop.signal.name}, kind="stopped")
+    writer.close()
+    ckpts.close()
+    log(f"{stop.signal.name}: stopped at step {step} of {t.steps}; checkpoint saved in "
+        f"{ckpts.directory / str(step)}. Run the same command again (same --workdir) to resume.")
+    return {"step": step, "params": n_params, "stopped_by": stop.signal.name}
 
   result = {"step": step, "params": n_params,
             "loop_seconds": time.perf_counter() - loop_start,

@@ -1,0 +1,129 @@
+"""A run that is stopped or diverges loses nothing: SIGTERM checkpoints and exits, a NaN stops
+the run without saving the bad state, and `average` writes the exact mean of checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_config
+from transformer_jax import checkpoint as ckpt_lib
+from transformer_jax import train as train_lib
+
+TESTS = pathlib.Path(__file__).resolve().parent
+
+
+def _config_file(tmp_path: pathlib.Path, data: dict, overrides: dict) -> pathlib.Path:
+  """A config file the CLI can load: the tiny test config with `overrides`."""
+  path = tmp_path / "tiny_config.py"
+  path.write_text(
+      "import sys\n"
+      f"sys.path.insert(0, {str(TESTS)!r})\n"
+      "from conftest import tiny_config\n\n"
+      "def get_config():\n"
+      f"  return tiny_config({data!r}, **{overrides!r})\n")
+  return path
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-m", "transformer_jax.main", *args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _train_steps(workdir: pathlib.Path) -> list[int]:
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [r["step"] for r in map(json.loads, path.read_text().splitlines())
+          if r["kind"] == "train"]
+
+
+def test_sigterm_checkpoints_at_current_step_and_resumes(tiny_data, tmp_path):
+  # Checkpoints are due only every 10000 steps, so any checkpoint found was written by SIGTERM.
+  cfg = _config_file(tmp_path, tiny_data, {"train.steps": 100000, "train.log_every": 5,
+                                           "train.checkpoint_every": 10000,
+                                           "train.eval_every": 100000})
+  workdir = tmp_path / "run"
+  proc = _cli("train", f"--config={cfg}", f"--workdir={workdir}")
+  deadline = time.time() + 240
+  while not _train_steps(workdir):
+    assert proc.poll() is None, proc.stdout.read()
+    assert time.time() < deadline, "training did not start logging in time"
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, out
+  steps = ckpt_lib.Checkpoints(workdir / "checkpoints").steps()
+  assert len(steps) == 1 and steps[0] >= 5, (steps, out)
+  assert f"SIGTERM: stopped at step {steps[0]}" in out and "resume" in out, out
+
+  # The same command resumes from that checkpoint.
+  proc = _cli("train", f"--config={cfg}", f"--workdir={workdir}",
+              f"--config.train.steps={steps[0] + 3}")
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, out
+  assert f"at step {steps[0]}" in out, out
+  assert _train_steps(workdir)[-1] == steps[0] + 3
+
+
+def test_divergence_stops_without_saving_the_bad_state(tiny_data, tmp_path):
+  workdir = tmp_path / "run"
+  good = tiny_config(tiny_data, **{"train.steps": 20, "train.checkpoint_every": 10,
+                                   "train.log_every": 5})
+  train_lib.train(good, workdir, log=lambda *_: None)
+  # Resume with a learning rate 1e30 times the paper's: parameters overflow within 2 steps.
+  # Logging only every 100 steps, so it is the check before the step-30 checkpoint that fires.
+  bad = tiny_config(tiny_data, **{"train.steps": 40, "train.checkpoint_every": 10,
+                                  "train.log_every": 100, "train.lr_scale": 1e30})
+  with pytest.raises(train_lib.DivergenceError, match=r"diverged at step 2[1-5]\b"):
+    train_lib.train(bad, workdir, log=lambda *_: None)
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
+  assert ckpts.steps()[-1] == 20  # nothing written after the last good checkpoint
+  abstract = jax.eval_shape(lambda: _state(good))
+  state, _ = ckpts.restore(20, abstract)
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
+
+
+def _state(config):
+  from transformer_jax import config as config_lib
+  from transformer_jax import optim
+  from transformer_jax.model import Transformer
+  model = Transformer(config_lib.model_config(config))
+  tx, _ = optim.make_optimizer(config)
+  dummy = {"src": jax.numpy.ones((1, 8), "int32"), "tgt_in": jax.numpy.ones((1, 8), "int32")}
+  return train_lib.create_state(model, tx, jax.random.PRNGKey(0), dummy)
+
+
+def test_average_command_writes_exact_mean_and_translate_uses_it(trained_run, tmp_path):
+  workdir, config, _ = trained_run
+  out_dir = tmp_path / "avg2"
+  proc = _cli("average", f"--workdir={workdir}", "--last=2", f"--output={out_dir}")
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, out
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
+  steps = ckpts.steps()[-2:]
+  assert f"averaged checkpoints {steps}" in out
+  abstract = jax.eval_shape(lambda: _state(config))
+  restored = [ckpts.restore(s, abstract)[0].params for s in steps]
+  expected = jax.tree_util.tree_map(lambda a, b: (np.asarray(a, np.float64) + b) / 2, *restored)
+  averaged = ckpt_lib.load_params(out_dir, abstract.params)
+  for got, want in zip(jax.tree_util.tree_leaves(averaged), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-7)
+
+  proc = _cli("translate", f"--workdir={workdir}", f"--params={out_dir}", stdin=subprocess.PIPE)
+  out, _ = proc.communicate("A man is riding a bike.\n\nTwo dogs play.\n", timeout=240)
+  assert proc.returncode == 0, out
+  assert f"with {out_dir}" in out
+
+  proc = _cli("average", f"--workdir={workdir}", "--last=50")
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode != 0 and "--last=50" in out and "keep_checkpoints" in out
