@@ -7,7 +7,8 @@ the step; `meta` (JSON) holds the data position and anything else needed to resu
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Optional, Sequence
+import shutil
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -23,9 +24,12 @@ class Checkpoints:
 
   def __init__(self, directory: str | pathlib.Path, keep: int = 5, async_save: bool = True):
     self.directory = pathlib.Path(directory).absolute()
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
+    self._options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                 enable_async_checkpointing=async_save)
+    self._open()
+
+  def _open(self) -> None:
+    self._manager = ocp.CheckpointManager(self.directory, options=self._options,
                                           item_names=("state", "meta"))
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
@@ -53,6 +57,38 @@ class Checkpoints:
     out = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return out["state"], dict(out["meta"])
+
+  def restore_latest(self, abstract_state: Any, log: Callable[[str], None] = print
+                     ) -> tuple[Optional[int], Any, dict[str, Any]]:
+    """Restores the newest readable checkpoint, newest first.
+
+    A checkpoint that cannot be read (corrupted or half-written files) is reported through
+    `log` and moved, untouched, to `<directory>/../corrupt_checkpoints/<step>`, and the next
+    older one is tried; nothing is deleted.
+
+    Returns:
+      (step, state, meta), or (None, abstract_state, {}) when there is no checkpoint.
+
+    Raises:
+      RuntimeError: checkpoints exist but none of them can be read.
+    """
+    steps = self.steps()
+    for step in reversed(steps):
+      try:
+        state, meta = self.restore(step, abstract_state)
+        return step, state, meta
+      except Exception as e:  # orbax raises many types for damaged files
+        aside = self.directory.parent / "corrupt_checkpoints" / str(step)
+        log(f"warning: checkpoint {self.directory / str(step)} cannot be read "
+            f"({type(e).__name__}: {str(e)[:200]}); moved it to {aside} and trying an older one")
+        self._manager.close()
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.directory / str(step)), str(aside))
+        self._open()
+    if steps:
+      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} can be read; "
+                         f"they were moved to {self.directory.parent / 'corrupt_checkpoints'}")
+    return None, abstract_state, {}
 
   def close(self) -> None:
     self._manager.close()

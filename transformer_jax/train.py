@@ -245,9 +245,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   log(f"model: {n_params:,} parameters ({n_params / 1e6:.2f}M)")
 
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
-  start = ckpts.latest_step() or 0
+  start, state, meta = ckpts.restore_latest(state, log)
+  start = start or 0
   if start:
-    state, meta = ckpts.restore(start, state)
     if meta.get("data_seed") != d.seed:
       log(f"warning: checkpoint {start} was trained with data.seed={meta.get('data_seed')}, "
           f"resuming with data.seed={d.seed}: the batch order changes from here on")
