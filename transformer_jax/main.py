@@ -218,12 +218,11 @@ def main(argv: list[str] | None = None) -> None:
   if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("train", "translate", "evaluate"):
     _reexec_with_huge_pages()
   argv = list(sys.argv if argv is None else argv)
-  sys.argv = list(argv)  # ml_collections reads --config.* overrides from sys.argv
   if len(argv) < 2 or argv[1] not in COMMANDS:
     print(_usage(), file=sys.stderr)
     raise SystemExit(2)
   command = argv.pop(1)
-  sys.argv = list(argv)
+  sys.argv = list(argv)  # ml_collections reads --config.* overrides from sys.argv
   overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
   try:
     FLAGS(argv)

@@ -139,9 +139,9 @@ def _check_finite(recent: list[tuple[int, dict]], ckpts: ckpt_lib.Checkpoints) -
 
   Called before every checkpoint and log line, so a diverged state is never saved.
   """
-  for step, metrics in recent:
-    values = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm")})
-    bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
+  values = jax.device_get([{k: m[k] for k in ("loss", "grad_norm")} for _, m in recent])
+  for (step, _), step_values in zip(recent, values):
+    bad = {k: float(v) for k, v in step_values.items() if not np.isfinite(v)}
     if bad:
       last = ckpts.latest_step()
       raise DivergenceError(
