@@ -5,12 +5,20 @@
   transformer-jax evaluate  --workdir=DIR --src=FILE --ref=FILE
   transformer-jax params    --config=configs/base.py [--config.data.vocab_size=37000]
   transformer-jax average   --workdir=DIR [--last=5] [--output=DIR/average_last5]
+  transformer-jax rows      (the Table 3 rows of configs/table3.py, with the paper's numbers)
+  transformer-jax run       --config=configs/table3.py:ROW[,scale=mini][,seed=K] --workdir=DIR
+  transformer-jax sweep     --config=configs/table3.py --root=DIR [--rows=A,B-dk16] [--seeds=1]
+                            [--scale=paper|mini] [--parallel=1] [--dry-run]
+  transformer-jax compare   DIR [DIR...] [--output=DIR/report]
 
 Configs are ml-collections files; any field can be overridden with --config.SECTION.KEY=VALUE.
 `translate` and `evaluate` read the config, vocabulary and parameters saved in the workdir: the
 final (checkpoint-averaged) parameters if training finished, else the latest checkpoint, or
 the checkpoint given by --step, or the parameters saved in --params (e.g. by `average`).
 A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 128 + signal.
+`run` is `train` followed by dev-set scoring into WORKDIR/result.json (Table 3 rows); `sweep`
+runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
+writes a Table 3-shaped report (Markdown, HTML, plots) from the result.json files under DIRs.
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-COMMANDS = ("train", "translate", "evaluate", "params", "average")
+COMMANDS = ("train", "translate", "evaluate", "params", "average", "rows", "run", "sweep",
+            "compare")
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (ml-collections), e.g. "
                                 "configs/multi30k.py.", lock_config=True)
@@ -40,6 +49,15 @@ flags.DEFINE_float("alpha", None, "Length penalty (default: the config's, 0.6)."
 flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters.")
 flags.DEFINE_string("params", None, "Use the parameters saved in this directory (by `average` "
                     "or training's final_params) instead of the final parameters.")
+flags.DEFINE_string("rows", "all", "sweep: Table 3 rows and groups, e.g. 'A,B-dk16,big' "
+                    "('all' = every row; base is always included).")
+flags.DEFINE_string("root", None, "sweep: directory holding one workdir per run (ROW/seedK).")
+flags.DEFINE_integer("seeds", 1, "sweep: seeds per row (0..seeds-1).")
+flags.DEFINE_enum("scale", "paper", ["paper", "mini"], "sweep: 'paper' sizes or the CPU 'mini' "
+                  "scale of configs/table3.py.")
+flags.DEFINE_integer("parallel", 1, "sweep: runs at a time on this machine.")
+flags.DEFINE_bool("dry_run", False, "sweep: print one command per unfinished run; run nothing. "
+                  "Also spelled --dry-run.")
 flags.DEFINE_integer("last", 5, "average: how many of the newest checkpoints to average "
                      "(Section 6.1: 5 for base, 20 for big).")
 
@@ -63,12 +81,8 @@ def _load_workdir(workdir: pathlib.Path):
 
 
 def _abstract_state(config, model):
-  """Shapes and dtypes of the TrainState that training writes, without computing it."""
-  from transformer_jax import optim
   from transformer_jax import train as train_lib
-  tx, _ = optim.make_optimizer(config)
-  dummy = {"src": jax.numpy.ones((1, 8), "int32"), "tgt_in": jax.numpy.ones((1, 8), "int32")}
-  return jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0), dummy))
+  return train_lib.abstract_state(config, model)
 
 
 def _load_run(workdir: pathlib.Path):
@@ -214,18 +228,72 @@ def cmd_average() -> None:
         f"`transformer-jax translate --workdir={workdir} --params={out}`")
 
 
+def cmd_rows() -> None:
+  from transformer_jax import table3
+  print(f"{'row':<14} {'PPL':>5} {'BLEU':>5} {'params M':>8}  overrides of base")
+  for row, (overrides, (ppl, bleu, params)) in table3.ROWS.items():
+    changes = ", ".join(f"{k.split('.')[1]}={v}" for k, v in overrides.items())
+    print(f"{row:<14} {ppl:>5.2f} {bleu:>5.1f} {'' if params is None else params:>8}  {changes}")
+
+
+def cmd_run() -> None:
+  from transformer_jax import run_record
+  if FLAGS.config is None:
+    raise SystemExit(f"error: --config is required\n{_usage()}")
+  result = run_record.run(FLAGS.config, pathlib.Path(_require("workdir")))
+  if "stopped_by" in result:
+    import signal
+    raise SystemExit(128 + signal.Signals[result["stopped_by"]].value)
+
+
+def cmd_sweep(extra_args: list[str]) -> None:
+  from transformer_jax import sweep
+  path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config is not None else None
+  if not path:
+    raise SystemExit(f"error: --config=configs/table3.py is required\n{_usage()}")
+  try:
+    runs = sweep.plan(path.split(":")[0], sweep.select_rows(FLAGS.rows), seeds=FLAGS.seeds,
+                      scale=FLAGS.scale, root=_require("root"), extra_args=extra_args)
+  except sweep.SweepError as e:
+    raise SystemExit(f"error: {e}")
+  if FLAGS.dry_run:
+    for r in runs:
+      print(("# finished: " if r.finished else "") + r.command())
+    return
+  out = sweep.execute(runs, parallel=FLAGS.parallel)
+  print(f"sweep: {len(out['done'])} done, {len(out['skipped'])} skipped (finished before), "
+        f"{len(out['failed'])} failed; compare with: transformer-jax compare {FLAGS.root}")
+  if out["failed"]:
+    raise SystemExit(1)
+
+
+def cmd_compare(dirs: list[str]) -> None:
+  from transformer_jax import report
+  if not dirs:
+    raise SystemExit(f"error: compare needs at least one directory of runs\n{_usage()}")
+  output = FLAGS.output or str(pathlib.Path(dirs[0]) / "report")
+  try:
+    out = report.compare(dirs, output)
+  except report.ReportError as e:
+    raise SystemExit(f"error: {e}")
+  print(out["markdown"].read_text(encoding="utf-8"))
+  print(f"written: {out['markdown']}, {out['html']}")
+
+
 def main(argv: list[str] | None = None) -> None:
-  if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("train", "translate", "evaluate"):
+  if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("train", "translate", "evaluate",
+                                                                   "run"):
     _reexec_with_huge_pages()
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     print(_usage(), file=sys.stderr)
     raise SystemExit(2)
   command = argv.pop(1)
+  argv = ["--dry_run" if a == "--dry-run" else a for a in argv]
   sys.argv = list(argv)  # ml_collections reads --config.* overrides from sys.argv
   overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
   try:
-    FLAGS(argv)
+    positional = FLAGS(argv)[1:]
   except flags.Error as e:
     raise SystemExit(f"error: {e}\n{_usage()}")
   except (AttributeError, KeyError) as e:
@@ -233,8 +301,13 @@ def main(argv: list[str] | None = None) -> None:
     key = str(e).strip("\"'")
     raise SystemExit(f"error: unknown config key '{key}' in {' '.join(overrides)}; see the "
                      "config file for the keys it has")
+  if command == "compare":
+    return cmd_compare(positional)
+  if command == "sweep":
+    # --config.* overrides are passed on to every run of the sweep.
+    return cmd_sweep([a for a in argv if a.startswith("--config.")])
   {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
-   "params": cmd_params, "average": cmd_average}[command]()
+   "params": cmd_params, "average": cmd_average, "rows": cmd_rows, "run": cmd_run}[command]()
 
 
 if __name__ == "__main__":

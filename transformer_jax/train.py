@@ -84,6 +84,14 @@ def create_state(model: Transformer, tx: optax.GradientTransformation, rng: jax.
   return TrainState(jnp.int32(0), params, tx.init(params))
 
 
+def abstract_state(config: ml_collections.ConfigDict, model: Transformer) -> TrainState:
+  """Shapes and dtypes (jax.ShapeDtypeStruct leaves) of the TrainState that `train` writes for
+  `config`, without computing it: the target structure for restoring a checkpoint."""
+  tx, _ = optim.make_optimizer(config)
+  dummy = {"src": jnp.ones((1, 8), jnp.int32), "tgt_in": jnp.ones((1, 8), jnp.int32)}
+  return jax.eval_shape(lambda: create_state(model, tx, jax.random.PRNGKey(0), dummy))
+
+
 def _prefetch(iterator: Iterator[dict[str, np.ndarray]], depth: int = 4) -> Iterator[dict]:
   """Runs the numpy batch iterator in a thread, `depth` batches ahead of the step.
 

@@ -1,0 +1,176 @@
+"""One experiment run, recorded: train, score the dev set, write WORKDIR/result.json.
+
+`run(config, workdir)` is what `transformer-jax run` and every run of a sweep do: train (or
+resume) to config.train.steps, translate the dev set with the last checkpoint (Table 3 uses no
+checkpoint averaging), and write result.json, the record `report` compares. result.json is
+written last and atomically, so its presence means the run finished.
+
+result.json holds: the resolved config; provenance (git commit and whether the tree was dirty,
+versions of python/jax/jaxlib/flax/optax/orbax/sacrebleu/sentencepiece, the devices); sha256
+hashes of the training data files and of the vocabulary; parameter count; steps; wall time
+(seconds, summed over resumed segments) and target tokens per second; final dev perplexity (per
+wordpiece) and dev BLEU with the sacrebleu signature; and, for Table 3 rows, the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import pathlib
+import platform
+import statistics
+import subprocess
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+from transformer_jax import checkpoint as ckpt_lib
+from transformer_jax import config as config_lib
+from transformer_jax import data as data_lib
+from transformer_jax import evaluate
+from transformer_jax import train as train_lib
+from transformer_jax.model import Transformer
+from transformer_jax.tokenizer import Tokenizer
+
+RESULT = "result.json"
+DEV_HYP = "dev.hyp"
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "sacrebleu", "sentencepiece",
+             "numpy")
+
+
+def sha256(path: str | pathlib.Path) -> str:
+  """Hex sha256 of a file's bytes."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def provenance() -> dict[str, Any]:
+  """Git commit of the source tree (None outside a git checkout), package versions, devices."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+  commit, dirty = None, None
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root, capture_output=True, text=True, check=True).stdout)
+  except (OSError, subprocess.CalledProcessError):
+    pass
+  versions = {"python": platform.python_version()}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  devices = jax.devices()
+  return {"git_commit": commit, "git_dirty": dirty, "versions": versions,
+          "devices": {"platform": devices[0].platform, "kind": devices[0].device_kind,
+                      "count": len(devices)}}
+
+
+def _read_metrics(workdir: pathlib.Path) -> list[dict]:
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def timing(records: list[dict]) -> dict[str, float]:
+  """Wall time and throughput of a (possibly resumed) run from its metrics.jsonl records.
+
+  Each training segment starts with an 'info' record; its wall time runs to the segment's last
+  record. Returns {'train_wall_seconds', 'tokens_per_sec_median'} (the median over the 'train'
+  records' tokens_per_sec, the steady rate; NaN without train records).
+  """
+  segments, start, last = 0.0, None, None
+  for record in records:
+    if record["kind"] == "info":
+      if start is not None:
+        segments += last - start
+      start = last = record["time"]
+    elif start is not None:
+      last = record["time"]
+  if start is not None:
+    segments += last - start
+  rates = [r["tokens_per_sec"] for r in records if r["kind"] == "train"]
+  return {"train_wall_seconds": segments,
+          "tokens_per_sec_median": statistics.median(rates) if rates else float("nan")}
+
+
+def dev_loss_curve(records: list[dict]) -> list[tuple[int, float]]:
+  """(step, dev NLL per wordpiece) of every 'val' record, the newest value for each step."""
+  curve = {r["step"]: r["nll"] for r in records if r["kind"] == "val"}
+  return sorted(curve.items())
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Trains (or resumes) `config` in `workdir`, scores the dev set, writes result.json.
+
+  Returns:
+    The result record, or train()'s result if training was stopped by a signal (no record is
+    written then; running again resumes).
+
+  Raises:
+    ConfigError, DataError, DivergenceError: as train.train.
+  """
+  workdir = pathlib.Path(workdir)
+  trained = train_lib.train(config, workdir, log)
+  if "stopped_by" in trained:
+    return trained
+  t, dc = config.train, config.decode
+  model = Transformer(config_lib.model_config(config))
+  tokenizer = Tokenizer.load(workdir / "spm.model")
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
+  step = ckpts.latest_step()
+  state, _ = ckpts.restore(step, train_lib.abstract_state(config, model))
+  ckpts.close()
+
+  dev_src, dev_ref = config_lib.split_paths(config, "val")
+  dev = data_lib.read_parallel(dev_src, dev_ref)
+  hyps = evaluate.translate_lines(model, state.params, tokenizer, dev.src,
+                                  beam_size=dc.beam_size, alpha=dc.alpha,
+                                  max_extra_len=dc.max_extra_len, batch_size=dc.batch_size)
+  (workdir / DEV_HYP).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+  bleu = evaluate.bleu_stats(hyps, dev.tgt)
+  records = _read_metrics(workdir)
+  val = [r for r in records if r["kind"] == "val" and r["step"] == step]
+  if val:
+    ppl = val[-1]["ppl"]
+  else:  # the last evaluation is missing (e.g. metrics.jsonl was cut): compute it
+    enc = data_lib.encode_parallel(dev, tokenizer, config.data.max_len)
+    batches = data_lib.BucketedBatches(enc, tokens_per_batch=config.data.tokens_per_batch,
+                                       boundaries=config.data.bucket_boundaries, seed=0,
+                                       shuffle=False)
+    ppl = evaluate.perplexity(model, state.params, batches.epoch(0))["ppl"]
+  train_src, train_tgt = config_lib.split_paths(config, "train")
+  paper = config.get("table3")
+  result = {
+      "row": paper.row if paper else None,
+      "seed": config.train.seed,
+      "steps": step,
+      "params": trained["params"],
+      **timing(records),
+      "dev_ppl": ppl,
+      "dev_bleu": bleu["bleu"],
+      "dev_bleu_signature": bleu["signature"],
+      "dev_brevity_penalty": bleu["bp"],
+      "dev_src": str(dev_src), "dev_ref": str(dev_ref), "dev_hyp": DEV_HYP,
+      "dev_loss_curve": dev_loss_curve(records),
+      "data_sha256": {"train_src": sha256(train_src), "train_tgt": sha256(train_tgt),
+                      "dev_src": sha256(dev_src), "dev_ref": sha256(dev_ref)},
+      "vocab_sha256": sha256(workdir / "spm.model"),
+      "paper": paper.to_dict() if paper else None,
+      **provenance(),
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  tmp = workdir / (RESULT + ".tmp")
+  tmp.write_text(json.dumps(result, indent=2) + "\n")
+  tmp.replace(workdir / RESULT)
+  log(f"{result['row'] or workdir}: dev perplexity {ppl:.2f}, dev BLEU {bleu['bleu']:.2f} "
+      f"({bleu['signature']}); record in {workdir / RESULT}")
+  return result
