@@ -1,7 +1,9 @@
 """Translation of whole files, BLEU (sacrebleu) and per-wordpiece perplexity.
 
 BLEU is sacrebleu's corpus BLEU on detokenized output with its default signature (13a
-tokenization, cased); the signature is always reported next to the score.
+tokenization, cased); the signature is always reported next to the score. The paper's own
+tokenized, compound-split BLEU (`transformer_jax.bleu`) is reported next to it on request
+(`score_translations`), under its own key.
 """
 
 from __future__ import annotations
@@ -83,6 +85,30 @@ def bleu_stats(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str
   return {"bleu": score.score, "signature": str(metric.get_signature()), "bp": score.bp,
           "sys_len": score.sys_len, "ref_len": score.ref_len,
           "ratio": score.sys_len / max(score.ref_len, 1)}
+
+
+def score_translations(hypotheses: Sequence[str], references: Sequence[str], *,
+                       paper_bleu: bool = False, lang: str = "de") -> dict[str, Any]:
+  """sacreBLEU and, if `paper_bleu`, the paper's tokenized compound-split BLEU, side by side.
+
+  Returns:
+    {'sacrebleu', 'sacrebleu_signature', 'brevity_penalty', 'hyp_ref_length_ratio'} (13a
+    tokens), plus {'bleu_tok_compound_split', 'bleu_tok_compound_split_signature'} when
+    `paper_bleu` (see `transformer_jax.bleu`; `lang` is the target language). The two BLEUs
+    are different metrics and keep their own keys.
+
+  Raises:
+    ValueError: the two lists differ in length.
+  """
+  stats = bleu_stats(hypotheses, references)
+  out = {"sacrebleu": stats["bleu"], "sacrebleu_signature": stats["signature"],
+         "brevity_penalty": stats["bp"], "hyp_ref_length_ratio": stats["ratio"]}
+  if paper_bleu:
+    from transformer_jax import bleu as bleu_lib  # sacremoses: imported only when used
+    tok = bleu_lib.bleu_tok_compound_split(hypotheses, references, lang)
+    out.update(bleu_tok_compound_split=tok["bleu"],
+               bleu_tok_compound_split_signature=tok["signature"])
+  return out
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
