@@ -97,6 +97,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"  # 'float32' (paper) | 'bfloat16' activations
 
   c.data = ml_collections.ConfigDict()
+  c.data.source = "text"  # 'text' (paths below or embedded corpus) | 'tfds' (TensorFlow Datasets)
   c.data.corpus = "multi30k"  # embedded corpus used where a path below is empty
   c.data.src_lang = "en"  # file suffix of the source side
   c.data.tgt_lang = "de"  # file suffix of the target side
@@ -106,6 +107,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.val_tgt = ""  # path of the dev target text
   c.data.test_src = ""  # path of the test source text (BLEU after training)
   c.data.test_tgt = ""  # path of the test target text
+  c.data.tfds_name = "wmt14_translate/de-en"  # TFDS dataset[/config] read when source='tfds'
+  c.data.tfds_data_dir = ""  # TFDS data_dir holding it in array_record format; '' = TFDS default
+  c.data.tfds_train_split = "train"  # TFDS split for training (wmt14: 4.5M pairs)
+  c.data.tfds_val_split = "validation"  # TFDS split for dev (wmt14: newstest2013)
+  c.data.tfds_test_split = "test"  # TFDS split for test (wmt14: newstest2014)
   c.data.vocab_size = 37000  # shared BPE vocabulary, about 37000 in Section 5.1
   c.data.vocab_sample = 0  # sentences sampled to train the vocabulary; 0 = all
   c.data.max_len = 256  # longer pairs (tokens incl. EOS) are dropped and counted
@@ -131,6 +137,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 5  # checkpoints kept on disk
   c.train.average_last = 5  # checkpoints averaged for the final model, Section 6.1 (1 = none)
   c.train.final_eval = True  # after training, translate the test set and report BLEU
+  c.train.final_eval_splits = ("test",)  # splits translated and scored then: 'val', 'test'
+  c.train.paper_bleu = False  # also report tokenized, compound-split BLEU (Table 2's metric)
+  c.train.paper_model = ""  # '' | 'base' | 'big': Table 2 row to compare cost and step time with
+  c.train.peak_flops_per_device = 0.0  # FLOP/s per device for Table 2's cost formula; 0 = unknown
 
   c.decode = ml_collections.ConfigDict()
   c.decode.beam_size = 4  # Section 6.1
@@ -143,6 +153,9 @@ def default_config() -> ml_collections.ConfigDict:
 def model_config(config: ml_collections.ConfigDict) -> TransformerConfig:
   """Builds the frozen model config from `config.model` and `config.data.vocab_size`.
 
+  Also checks the config.train keys that are only used after training (final evaluation,
+  budget report), so that a bad value fails before the run rather than after it.
+
   Raises:
     ConfigError: a value is impossible (the message names the key).
   """
@@ -151,6 +164,16 @@ def model_config(config: ml_collections.ConfigDict) -> TransformerConfig:
   if config.data.vocab_size <= 4:
     raise ConfigError("config.data.vocab_size must exceed the 4 special tokens "
                       f"(PAD, UNK, BOS, EOS), got {config.data.vocab_size}")
+  t = config.train  # keys used only after training: checked here, before it starts
+  if not set(t.get("final_eval_splits", ("test",))) <= {"val", "test"}:
+    raise ConfigError("config.train.final_eval_splits must hold only 'val' and 'test', got "
+                      f"{tuple(t.final_eval_splits)!r}")
+  if t.get("paper_model", "") not in ("", "base", "big"):
+    raise ConfigError(f"config.train.paper_model must be '', 'base' or 'big', got "
+                      f"{t.paper_model!r}")
+  if not t.get("peak_flops_per_device", 0.0) >= 0:
+    raise ConfigError("config.train.peak_flops_per_device must be >= 0 (FLOP/s), got "
+                      f"{t.peak_flops_per_device!r}")
   needed = config.data.max_len + config.decode.max_extra_len
   if config.model.positions == "learned" and config.model.max_len < needed:
     raise ConfigError(f"config.model.max_len={config.model.max_len} is too short for learned "
@@ -167,14 +190,20 @@ def split_paths(config: ml_collections.ConfigDict, split: str) -> tuple[str, str
 
   A path left empty in `config.data` ({split}_src / {split}_tgt) comes from the embedded corpus
   `config.data.corpus` with the language suffixes `src_lang` and `tgt_lang`, so reversing the
-  direction is `--config.data.src_lang=de --config.data.tgt_lang=en`.
+  direction is `--config.data.src_lang=de --config.data.tgt_lang=en`. With
+  `config.data.source='tfds'` only a split with both paths set has paths.
 
   Raises:
-    ConfigError: unknown split, or an empty path with no embedded corpus of that name.
+    ConfigError: unknown split, an empty path with no embedded corpus of that name, or a
+      TFDS split without both paths.
   """
   if split not in _SPLITS:
     raise ConfigError(f"unknown split {split!r}; expected one of {sorted(_SPLITS)}")
   d = config.data
+  if d.get("source", "text") == "tfds" and not (d[f"{split}_src"] and d[f"{split}_tgt"]):
+    raise ConfigError(f"config.data.source='tfds': the {split} split comes from TFDS "
+                      f"(data.read_split), unless both config.data.{split}_src and "
+                      f"{split}_tgt are set")
   paths = []
   for side, lang in (("src", d.src_lang), ("tgt", d.tgt_lang)):
     path = d[f"{split}_{side}"]

@@ -85,6 +85,33 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
                       n_blank_dropped=len(src) - len(pairs))
 
 
+def read_split(config, split: str, log=None) -> ParallelText:
+  """The pairs of `split` ('train' | 'val' | 'test') from `config.data.source`.
+
+  'text': the files of `config.split_paths` (embedded corpus where a path is empty).
+  'tfds': `tfds_data.read_split` (TensorFlow Datasets), unless both `{split}_src` and
+  `{split}_tgt` are set, in which case those files are read (e.g. a local newstest2014).
+
+  Raises:
+    ConfigError: `config.data.source` is neither 'text' nor 'tfds'; only one of the two paths
+      of a TFDS split is set; or see `split_paths`.
+    DataError: see `read_parallel` and `tfds_data.read_split`.
+  """
+  from transformer_jax import config as config_lib
+  d = config.data
+  source = d.get("source", "text")  # workdirs written before the key existed are 'text'
+  if source not in ("text", "tfds"):
+    raise config_lib.ConfigError(f"config.data.source must be 'text' or 'tfds', got {source!r}")
+  given = [f"{split}_{side}" for side in ("src", "tgt") if d[f"{split}_{side}"]]
+  if source == "tfds" and len(given) == 1:
+    raise config_lib.ConfigError(f"config.data.{given[0]} is set but not its other side; with "
+                                 "config.data.source='tfds' set both paths or neither")
+  if source == "tfds" and not given:
+    from transformer_jax import tfds_data
+    return tfds_data.read_split(config, split, log=log)
+  return read_parallel(*config_lib.split_paths(config, split))
+
+
 @dataclasses.dataclass
 class Encoded:
   """Subword ids per sentence pair, each int32 array ending with EOS_ID."""

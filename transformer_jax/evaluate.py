@@ -1,13 +1,17 @@
 """Translation of whole files, BLEU (sacrebleu) and per-wordpiece perplexity.
 
 BLEU is sacrebleu's corpus BLEU on detokenized output with its default signature (13a
-tokenization, cased); the signature is always reported next to the score.
+tokenization, cased); the signature is always reported next to the score. The paper's own
+tokenized, compound-split BLEU (`transformer_jax.bleu`) is reported next to it on request
+(`score_translations`), under its own key.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import pathlib
+import time
 from typing import Any, Iterable, Sequence
 
 import jax
@@ -83,6 +87,70 @@ def bleu_stats(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str
   return {"bleu": score.score, "signature": str(metric.get_signature()), "bp": score.bp,
           "sys_len": score.sys_len, "ref_len": score.ref_len,
           "ratio": score.sys_len / max(score.ref_len, 1)}
+
+
+def score_translations(hypotheses: Sequence[str], references: Sequence[str], *,
+                       paper_bleu: bool = False, lang: str = "de") -> dict[str, Any]:
+  """sacreBLEU and, if `paper_bleu`, the paper's tokenized compound-split BLEU, side by side.
+
+  Returns:
+    {'sacrebleu', 'sacrebleu_signature', 'brevity_penalty', 'hyp_ref_length_ratio'} (13a
+    tokens), plus {'bleu_tok_compound_split', 'bleu_tok_compound_split_signature'} when
+    `paper_bleu` (see `transformer_jax.bleu`; `lang` is the target language). The two BLEUs
+    are different metrics and keep their own keys.
+
+  Raises:
+    ValueError: the two lists differ in length.
+  """
+  stats = bleu_stats(hypotheses, references)
+  out = {"sacrebleu": stats["bleu"], "sacrebleu_signature": stats["signature"],
+         "brevity_penalty": stats["bp"], "hyp_ref_length_ratio": stats["ratio"]}
+  if paper_bleu:
+    from transformer_jax import bleu as bleu_lib  # sacremoses: imported only when used
+    tok = bleu_lib.bleu_tok_compound_split(hypotheses, references, lang)
+    out.update(bleu_tok_compound_split=tok["bleu"],
+               bleu_tok_compound_split_signature=tok["signature"])
+  return out
+
+
+def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, workdir, log=print
+               ) -> dict[str, Any]:
+  """Translates and scores each split of `config.train.final_eval_splits` ('val', 'test').
+
+  Each split comes from `data.read_split` (files or TFDS) and is translated with the
+  config's beam search into WORKDIR/{split}.hyp, then scored by `score_translations`
+  (the paper's BLEU too if `config.train.paper_bleu`).
+
+  Returns:
+    {'bleu': {split: scores plus 'src', 'ref' (path or TFDS label), 'decode_seconds'}} and,
+    if 'test' was scored, the flat keys of earlier final.json files: test_bleu (sacreBLEU),
+    bleu_signature, test_src, test_ref, decode_seconds, brevity_penalty, hyp_ref_length_ratio.
+  """
+  t, dc = config.train, config.decode
+  result = {"bleu": {}}
+  for split in t.get("final_eval_splits", ("test",)):
+    text = data_lib.read_split(config, split, log)
+    start = time.perf_counter()
+    hyps = translate_lines(model, params, tokenizer, text.src, beam_size=dc.beam_size,
+                           alpha=dc.alpha, max_extra_len=dc.max_extra_len,
+                           batch_size=dc.batch_size)
+    scores = score_translations(hyps, text.tgt, paper_bleu=t.get("paper_bleu", False),
+                                lang=config.data.tgt_lang)
+    out_path = pathlib.Path(workdir) / f"{split}.hyp"
+    out_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    result["bleu"][split] = {**scores, "src": text.src_path, "ref": text.tgt_path,
+                             "decode_seconds": time.perf_counter() - start}
+    log(f"{split} ({text.src_path}): " + "; ".join(
+        f"{k} {scores[k]:.2f} ({scores[k + '_signature']})"
+        for k in ("sacrebleu", "bleu_tok_compound_split") if k in scores)
+        + f"; translations in {out_path}")
+  if "test" in result["bleu"]:
+    b = result["bleu"]["test"]
+    result.update(test_bleu=b["sacrebleu"], bleu_signature=b["sacrebleu_signature"],
+                  test_src=b["src"], test_ref=b["ref"], decode_seconds=b["decode_seconds"],
+                  brevity_penalty=b["brevity_penalty"],
+                  hyp_ref_length_ratio=b["hyp_ref_length_ratio"])
+  return result
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

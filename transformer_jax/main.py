@@ -164,14 +164,20 @@ def cmd_evaluate() -> None:
   ppl = evaluate.perplexity(model, params, batches.epoch(0))
   options = _decode_options(config)
   hyps = evaluate.translate_lines(model, params, tokenizer, text.src, **options)
-  score, signature = evaluate.bleu(hyps, text.tgt)
+  scores = evaluate.score_translations(hyps, text.tgt, lang=config.data.tgt_lang,
+                                      paper_bleu=config.train.get("paper_bleu", False))
+  score, signature = scores["sacrebleu"], scores["sacrebleu_signature"]
+  paper = {k: v for k, v in scores.items() if k.startswith("bleu_tok_compound_split")}
   result = {"src": str(FLAGS.src), "ref": str(FLAGS.ref), "params": source, "bleu": score,
-            "bleu_signature": signature, "ppl": ppl["ppl"], "nll": ppl["nll"],
+            "bleu_signature": signature, **paper, "ppl": ppl["ppl"], "nll": ppl["nll"],
             "target_tokens": ppl["tokens"], "pairs": len(text.src),
             "blank_dropped": text.n_blank_dropped, **options}
   out = workdir / f"eval_{pathlib.Path(FLAGS.src).name}.json"
   out.write_text(json.dumps(result, indent=2) + "\n")
   print(f"BLEU = {score:.2f}  {signature}")
+  if paper:  # the paper's metric (config.train.paper_bleu), never mixed with sacreBLEU's
+    print(f"tokenized BLEU, compound-split = {paper['bleu_tok_compound_split']:.2f}  "
+          f"{paper['bleu_tok_compound_split_signature']}")
   print(f"perplexity per wordpiece = {ppl['ppl']:.3f}  ({ppl['tokens']} target tokens)")
   print(f"written to {out}")
 

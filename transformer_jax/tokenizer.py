@@ -48,6 +48,15 @@ def _sample_lines(files: Sequence[Path], k: int, seed: int) -> list[str]:
   return lines
 
 
+def _sample_sentences(sentences: Sequence[str], k: int, seed: int) -> list[str]:
+  """k of `sentences` drawn without replacement (in their order), fixed by `seed`; the same
+  draw as `_sample_lines` makes from files holding these lines."""
+  chosen = np.zeros(len(sentences), dtype=bool)
+  chosen[np.random.default_rng(seed).choice(len(sentences), size=min(k, len(sentences)),
+                                            replace=False)] = True
+  return [s for s, keep in zip(sentences, chosen) if keep]
+
+
 def _strip_specials(ids: Sequence[int]) -> list[int]:
   """Cut at the first EOS and drop PAD/BOS, so model output decodes to just the sentence."""
   out = []
@@ -74,11 +83,13 @@ class Tokenizer:
 
   @classmethod
   def train(cls, files: Sequence[str | Path], model_path: str | Path, vocab_size: int, *,
-            model_type: str = "bpe", max_sentences: int = 0, seed: int = 0) -> "Tokenizer":
+            model_type: str = "bpe", max_sentences: int = 0, seed: int = 0,
+            sentences: Sequence[str] | None = None) -> "Tokenizer":
     """Trains a SentencePiece model on the union of `files` and writes it to `model_path`.
 
     Args:
       files: plain-text files, one sentence per line (pass both languages' training sides).
+        Ignored when `sentences` is given.
       model_path: where the model goes; must end in `.model`. The `.vocab` file is written
         next to it. Parent folders are created. Both files are written under a temporary name
         and then renamed, so an interrupted run never leaves a half-written model behind.
@@ -87,6 +98,8 @@ class Tokenizer:
       max_sentences: if > 0, train on a random sample of this many lines of all `files`
         together (drawn here, not by SentencePiece, so the sample is fixed by `seed`).
       seed: seeds that sample; unused when max_sentences <= 0.
+      sentences: train on these in-memory sentences instead of `files` (e.g. both sides of
+        a TFDS training split); `max_sentences` and `seed` sample them the same way.
 
     The result is deterministic for the same files and arguments.
 
@@ -102,15 +115,21 @@ class Tokenizer:
     model_path = Path(model_path)
     if model_path.suffix != ".model":
       raise ValueError(f"model_path must end in '.model', got {str(model_path)!r}")
-    files = [Path(f) for f in files]
-    if not files:
+    files = [] if sentences is not None else [Path(f) for f in files]
+    if sentences is None and not files:
       raise ValueError("Tokenizer.train needs at least one input file")
+    if sentences is not None and not sentences:
+      raise ValueError("Tokenizer.train got an empty list of sentences")
     for f in files:
       if not f.is_file():
         raise FileNotFoundError(f"tokenizer training file not found: {str(f)!r}")
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_prefix = model_path.with_name(f".{model_path.stem}.tmp{os.getpid()}")
-    if max_sentences > 0:
+    if sentences is not None:
+      sample = _sample_sentences(sentences, max_sentences, seed) if max_sentences > 0 else sentences
+      source = dict(sentence_iterator=iter(sample))
+      files = [f"<{len(sample)} sentences>"]  # for error messages
+    elif max_sentences > 0:
       source = dict(sentence_iterator=iter(_sample_lines(files, max_sentences, seed)))
     else:
       source = dict(input=[str(f) for f in files])

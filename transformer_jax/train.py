@@ -27,6 +27,7 @@ import numpy as np
 import optax
 import tqdm
 
+from transformer_jax import budget
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import config as config_lib
 from transformer_jax import data as data_lib
@@ -191,13 +192,16 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
     (tokenizer, train Encoded, val Encoded, stats dict).
   """
   d = config.data
-  train_src, train_tgt = config_lib.split_paths(config, "train")
-  tokenizer = Tokenizer.load_or_train(workdir / "spm.model", [train_src, train_tgt],
-                                      d.vocab_size, max_sentences=d.vocab_sample, seed=d.seed)
+  texts = {split: data_lib.read_split(config, split, log) for split in ("train", "val")}
+  train_text = texts["train"]
+  in_memory = train_text.src_path.startswith("tfds:")  # TFDS text has no file to train on
+  tokenizer = Tokenizer.load_or_train(
+      workdir / "spm.model", [train_text.src_path, train_text.tgt_path], d.vocab_size,
+      max_sentences=d.vocab_sample, seed=d.seed,
+      sentences=train_text.src + train_text.tgt if in_memory else None)
   stats = {}
   encoded = {}
-  for split in ("train", "val"):
-    text = data_lib.read_parallel(*config_lib.split_paths(config, split))
+  for split, text in texts.items():
     enc = data_lib.encode_parallel(text, tokenizer, d.max_len)
     encoded[split] = enc
     stats[split] = {"pairs": len(enc.src), "blank_dropped": text.n_blank_dropped,
@@ -268,6 +272,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   pending: list[dict] = []
   tokens_since, time_since = 0.0, time.perf_counter()
   loop_start, total_tokens, total_train_s = time.perf_counter(), 0.0, 0.0
+  interval_step_s: list[float] = []  # seconds per step in each log interval
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   mininterval=2.0)
   step = start
@@ -295,6 +300,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
                     "epoch": step / train_batches.num_batches}
           writer.write(step, record, kind="train")
           total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
+          interval_step_s.append(elapsed / len(pending))
           bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
           pending, tokens_since, time_since = [], 0.0, time.perf_counter()
         if step % t.eval_every == 0 or step == t.steps:
@@ -325,7 +331,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   result = {"step": step, "params": n_params,
             "loop_seconds": time.perf_counter() - loop_start,
             "tokens_per_sec_mean": total_tokens / max(total_train_s, 1e-9),
-            "target_tokens_seen": total_tokens}
+            "target_tokens_seen": total_tokens, "train_seconds": total_train_s,
+            "steps_run": step - start}
+  if t.get("paper_model") and interval_step_s:  # median: compiles and evals excluded
+    result["budget"] = budget.budget_report(
+        t.paper_model, step_seconds=float(np.median(interval_step_s)), steps=t.steps,
+        n_devices=jax.device_count(), peak_flops_per_device=t.peak_flops_per_device)
+    log(budget.summary(result["budget"]))
   if t.final_eval and step >= t.steps:
     result.update(final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches,
                                    writer, log, run_info=dict(result)))
@@ -336,7 +348,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
 
 def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches, writer, log,
                      run_info=None):
-  """Averages the last checkpoints (Section 6.1), then dev perplexity and test BLEU."""
+  """Averages the last checkpoints (Section 6.1), then dev perplexity and BLEU of the splits
+  in config.train.final_eval_splits (sacreBLEU; also the paper's tokenized BLEU if
+  config.train.paper_bleu), each translated into WORKDIR/{split}.hyp."""
   t, dc = config.train, config.decode
   steps = ckpts.steps()[-t.average_last:] if t.average_last > 1 else [ckpts.steps()[-1]]
   params = ckpt_lib.average_params(ckpts, steps, state) if len(steps) > 1 else state.params
@@ -344,24 +358,12 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
   log(f"final model: average of checkpoints {steps}" if len(steps) > 1 else
       f"final model: checkpoint {steps[0]}")
   val = evaluate.perplexity(model, params, val_batches.epoch(0))
-  src_path, ref_path = config_lib.split_paths(config, "test")
-  test = data_lib.read_parallel(src_path, ref_path)
-  start = time.perf_counter()
-  hyps = evaluate.translate_lines(model, params, tokenizer, test.src, beam_size=dc.beam_size,
-                                  alpha=dc.alpha, max_extra_len=dc.max_extra_len,
-                                  batch_size=dc.batch_size)
-  decode_s = time.perf_counter() - start
-  stats = evaluate.bleu_stats(hyps, test.tgt)
-  score, signature = stats["bleu"], stats["signature"]
-  out_path = workdir / "test.hyp"
-  out_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
   result = {**(run_info or {}), "averaged_steps": steps,
-            "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"], "test_bleu": score,
-            "bleu_signature": signature, "test_src": str(src_path), "test_ref": str(ref_path),
-            "decode_seconds": decode_s, "beam_size": dc.beam_size, "alpha": dc.alpha,
-            "brevity_penalty": stats["bp"], "hyp_ref_length_ratio": stats["ratio"]}
-  writer.write(steps[-1], {"ppl": val["ppl"], "bleu": score}, kind="final")
+            "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"],
+            "beam_size": dc.beam_size, "alpha": dc.alpha}
+  result.update(evaluate.final_bleu(config, model, params, tokenizer, workdir, log))
+  writer.write(steps[-1], {"ppl": val["ppl"], "bleu": result.get("test_bleu", float("nan"))},
+               kind="final")
   (workdir / "final.json").write_text(json.dumps(result, indent=2) + "\n")
-  log(f"dev perplexity {val['ppl']:.2f}; test BLEU {score:.2f} ({signature}); "
-      f"translations in {out_path}")
+  log(f"dev perplexity {val['ppl']:.2f}")
   return result
