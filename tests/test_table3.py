@@ -154,9 +154,10 @@ def _record(tmp: pathlib.Path, row: str, seed: int, ppl: float, bleu: float, hyp
   d = tmp / row / f"seed{seed}"
   d.mkdir(parents=True)
   (d / "dev.hyp").write_text("".join(h + "\n" for h in hyps))
+  (d / "dev.ref").write_bytes(refs.read_bytes())
   (d / "result.json").write_text(json.dumps({
       "row": row, "seed": seed, "params": 2_000_000, "dev_ppl": ppl, "dev_bleu": bleu,
-      "dev_bleu_signature": "sig", "dev_hyp": "dev.hyp", "dev_ref": str(refs),
+      "dev_bleu_signature": "sig", "dev_hyp": "dev.hyp", "dev_ref": "dev.ref",
       "data_sha256": {"dev_ref": "x"}, "dev_loss_curve": [[100, 3.0], [200, 2.5]],
       "paper": {"scale": "mini"}}))
 

@@ -131,7 +131,7 @@ def generate(params: Any, src: jax.Array, *, model: Transformer, beam_size: int 
     (tokens int32 [B, S + max_extra_len], scores float32 [B]); see `beam_search`.
   """
   variables = {"params": params}
-  batch, k = src.shape[0], beam_size
+  k = beam_size
   max_len = src.shape[1] + max_extra_len
   memory = model.apply(variables, src, method=Transformer.encode)  # [B, S, D]
   src_k = jnp.repeat(src, k, axis=0)  # [B*K, S]

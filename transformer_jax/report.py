@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import json
 import math
 import pathlib
@@ -111,7 +110,7 @@ def paired_bootstrap(base: dict, other: dict) -> float:
   two runs were scored on different references."""
   if base["data_sha256"]["dev_ref"] != other["data_sha256"]["dev_ref"]:
     return math.nan
-  refs = _read_lines(pathlib.Path(base["dev_ref"]))
+  refs = _read_lines(pathlib.Path(base["_dir"]) / base["dev_ref"])
   hyp_a = _read_lines(pathlib.Path(base["_dir"]) / base["dev_hyp"])
   hyp_b = _read_lines(pathlib.Path(other["_dir"]) / other["dev_hyp"])
   if refs is None or hyp_a is None or hyp_b is None or not len(refs) == len(hyp_a) == len(hyp_b):

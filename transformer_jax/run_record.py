@@ -9,7 +9,9 @@ result.json holds: the resolved config; provenance (git commit and whether the t
 versions of python/jax/jaxlib/flax/optax/orbax/sacrebleu/sentencepiece, the devices); sha256
 hashes of the training data files and of the vocabulary; parameter count; steps; wall time
 (seconds, summed over resumed segments) and target tokens per second; final dev perplexity (per
-wordpiece) and dev BLEU with the sacrebleu signature; and, for Table 3 rows, the paper's numbers.
+wordpiece) and dev sacreBLEU with its signature (plus the paper's tokenized compound-split BLEU
+when config.train.paper_bleu); the dev translations and references (dev.hyp, dev.ref); and,
+for Table 3 rows, the paper's numbers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from transformer_jax.tokenizer import Tokenizer
 
 RESULT = "result.json"
 DEV_HYP = "dev.hyp"
+DEV_REF = "dev.ref"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "sacrebleu", "sentencepiece",
              "numpy")
 
@@ -130,13 +133,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   state, _ = ckpts.restore(step, train_lib.abstract_state(config, model))
   ckpts.close()
 
-  dev_src, dev_ref = config_lib.split_paths(config, "val")
-  dev = data_lib.read_parallel(dev_src, dev_ref)
+  dev = data_lib.read_split(config, "val", log=log)
   hyps = evaluate.translate_lines(model, state.params, tokenizer, dev.src,
                                   beam_size=dc.beam_size, alpha=dc.alpha,
                                   max_extra_len=dc.max_extra_len, batch_size=dc.batch_size)
+  # The references are kept beside the translations, so `compare` can run its significance
+  # test anywhere the run directories are copied to.
   (workdir / DEV_HYP).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-  bleu = evaluate.bleu_stats(hyps, dev.tgt)
+  (workdir / DEV_REF).write_text("".join(r + "\n" for r in dev.tgt), encoding="utf-8")
+  bleu = evaluate.score_translations(hyps, dev.tgt, paper_bleu=t.get("paper_bleu", False),
+                                     lang=config.data.tgt_lang)
   records = _read_metrics(workdir)
   val = [r for r in records if r["kind"] == "val" and r["step"] == step]
   if val:
@@ -147,7 +153,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                                        boundaries=config.data.bucket_boundaries, seed=0,
                                        shuffle=False)
     ppl = evaluate.perplexity(model, state.params, batches.epoch(0))["ppl"]
-  train_src, train_tgt = config_lib.split_paths(config, "train")
+  if config.data.get("source", "text") == "text":
+    data_id = {"train_" + side: sha256(path) for side, path in
+               zip(("src", "tgt"), config_lib.split_paths(config, "train"))}
+  else:
+    data_id = {"tfds_name": config.data.tfds_name, "tfds_data_dir": config.data.tfds_data_dir}
+  data_id["dev_ref"] = sha256(workdir / DEV_REF)
   paper = config.get("table3")
   result = {
       "row": paper.row if paper else None,
@@ -156,13 +167,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       "params": trained["params"],
       **timing(records),
       "dev_ppl": ppl,
-      "dev_bleu": bleu["bleu"],
-      "dev_bleu_signature": bleu["signature"],
-      "dev_brevity_penalty": bleu["bp"],
-      "dev_src": str(dev_src), "dev_ref": str(dev_ref), "dev_hyp": DEV_HYP,
+      "dev_bleu": bleu["sacrebleu"],
+      "dev_bleu_signature": bleu["sacrebleu_signature"],
+      "dev_brevity_penalty": bleu["brevity_penalty"],
+      **{f"dev_{k}": v for k, v in bleu.items() if k.startswith("bleu_tok")},
+      "dev_source": f"{dev.src_path} / {dev.tgt_path}", "dev_hyp": DEV_HYP, "dev_ref": DEV_REF,
+      "dev_pairs": len(dev.src),
       "dev_loss_curve": dev_loss_curve(records),
-      "data_sha256": {"train_src": sha256(train_src), "train_tgt": sha256(train_tgt),
-                      "dev_src": sha256(dev_src), "dev_ref": sha256(dev_ref)},
+      "data_sha256": data_id,
       "vocab_sha256": sha256(workdir / "spm.model"),
       "paper": paper.to_dict() if paper else None,
       **provenance(),
@@ -171,6 +183,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   tmp = workdir / (RESULT + ".tmp")
   tmp.write_text(json.dumps(result, indent=2) + "\n")
   tmp.replace(workdir / RESULT)
-  log(f"{result['row'] or workdir}: dev perplexity {ppl:.2f}, dev BLEU {bleu['bleu']:.2f} "
-      f"({bleu['signature']}); record in {workdir / RESULT}")
+  log(f"{result['row'] or workdir}: dev perplexity {ppl:.2f}, dev sacreBLEU "
+      f"{bleu['sacrebleu']:.2f} ({bleu['sacrebleu_signature']}); record in {workdir / RESULT}")
   return result
