@@ -29,8 +29,9 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
 
   Sentences are sorted by length and decoded in batches of `batch_size` padded to the smallest
   boundary that fits, so only a few shapes are compiled. An empty line gives an empty line.
-  A line longer than `max_src_len` tokens (if > 0, e.g. a learned position table's size) is
-  cut to that length, and the cut is reported in the returned list's `truncated` attribute.
+  A line longer than `max_src_len` tokens, EOS included (if > 0; the CLI passes
+  config.source_limit, the longest source the model was trained on), is cut to that length,
+  and the cut is counted in the returned list's `truncated` attribute.
   """
   ids = tokenizer.encode_batch(list(lines))
   cut = 0
