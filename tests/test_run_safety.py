@@ -1,11 +1,13 @@
-"""A run that is stopped or diverges loses nothing: SIGTERM checkpoints and exits, a NaN stops
-the run without saving the bad state, and `average` writes the exact mean of checkpoints."""
+"""A run that is stopped or diverges loses nothing: SIGKILL at a random step and a restart give
+the losses of an uninterrupted run, SIGTERM checkpoints and exits, a NaN stops the run without
+saving the bad state, and `average` writes the exact mean of checkpoints."""
 
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import random
 import signal
 import subprocess
 import sys
@@ -39,12 +41,88 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def _train_steps(workdir: pathlib.Path) -> list[int]:
+def _records(workdir: pathlib.Path) -> list[dict]:
   path = workdir / "metrics.jsonl"
   if not path.exists():
     return []
-  return [r["step"] for r in map(json.loads, path.read_text().splitlines())
-          if r["kind"] == "train"]
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _train_steps(workdir: pathlib.Path) -> list[int]:
+  return [r["step"] for r in _records(workdir) if r["kind"] == "train"]
+
+
+def _per_process(workdir: pathlib.Path) -> list[dict[int, dict]]:
+  """The 'train' records of metrics.jsonl by the process that wrote them ({step: record} each);
+  every start of `train` writes one 'info' record first."""
+  runs = []
+  for r in _records(workdir):
+    if r["kind"] == "info":
+      runs.append({})
+    elif r["kind"] == "train":
+      runs[-1][r["step"]] = r
+  return runs
+
+
+KILL_SEED = "TRANSFORMER_JAX_KILL_SEED"  # set to replay the kill step of a failed run
+
+
+def test_sigkill_at_a_random_step_then_restart_gives_the_uninterrupted_losses(tiny_data,
+                                                                               tmp_path):
+  seed = int(os.environ.get(KILL_SEED, random.SystemRandom().randrange(2 ** 31)))
+  steps, every = 30, 7
+  kill_at = random.Random(seed).randint(1, steps - 8)
+  note = f"kill_at={kill_at}; replay with {KILL_SEED}={seed}"
+  print(note)
+  # One batch shape (pairs <= 64 tokens), ~12 steps per epoch: the runs cross two epochs.
+  cfg = _config_file(tmp_path, tiny_data, {
+      "train.steps": steps, "train.log_every": 1, "train.checkpoint_every": every,
+      "train.eval_every": 100000, "data.tokens_per_batch": 2048, "data.max_len": 64})
+  killed, whole = tmp_path / "killed", tmp_path / "whole"
+
+  proc = _cli("train", f"--config={cfg}", f"--workdir={killed}")
+  deadline = time.time() + 240
+  while max(_train_steps(killed), default=0) < kill_at:
+    assert proc.poll() is None, (note, proc.stdout.read())
+    assert time.time() < deadline, (note, "training did not reach the kill step in time")
+    time.sleep(0.005)
+  proc.kill()  # SIGKILL: no handler runs, whatever was being written stays half-written
+  out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGKILL, (note, out)
+  died_at = max(_train_steps(killed))
+  assert kill_at <= died_at < steps, (note, died_at)
+
+  proc = _cli("train", f"--config={cfg}", f"--workdir={killed}")  # the same command again
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, (note, out)
+  proc = _cli("train", f"--config={cfg}", f"--workdir={whole}")
+  out_whole, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, (note, out_whole)
+
+  first, resumed = _per_process(killed)
+  start = min(resumed) - 1  # the checkpoint the restart resumed from
+  print(f"killed after step {died_at}, resumed from step {start}")
+  assert start % every == 0 and start <= died_at, (note, start, died_at)
+  assert (f"resumed from {killed / 'checkpoints' / str(start)} at step {start}" in out
+          if start else "resumed from" not in out), (note, out)
+  assert sorted(first) == list(range(1, died_at + 1)), note
+  assert sorted(resumed) == list(range(start + 1, steps + 1)), note
+  # Steps start+1..died_at were logged twice; the second lines were computed by the restart.
+  assert min(r["time"] for r in resumed.values()) > max(r["time"] for r in first.values())
+  straight, = _per_process(whole)
+  last_written = {**first, **resumed}
+  assert sorted(last_written) == sorted(straight) == list(range(1, steps + 1))
+  for step in range(1, steps + 1):
+    got, want = last_written[step], straight[step]
+    assert (got["loss"], got["grad_norm"]) == (want["loss"], want["grad_norm"]), (note, step)
+  for step in set(first) & set(resumed):
+    assert first[step]["loss"] == resumed[step]["loss"], (note, step)
+  config = tiny_config(tiny_data, **{"data.max_len": 64})
+  abstract = jax.eval_shape(lambda: _state(config))
+  final = [ckpt_lib.Checkpoints(d / "checkpoints").restore(steps, abstract)[0] for d in
+           (killed, whole)]
+  for a, b in zip(jax.tree_util.tree_leaves(final[0]), jax.tree_util.tree_leaves(final[1])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=note)
 
 
 def test_sigterm_checkpoints_at_current_step_and_resumes(tiny_data, tmp_path):
@@ -62,9 +140,17 @@ def test_sigterm_checkpoints_at_current_step_and_resumes(tiny_data, tmp_path):
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 128 + signal.SIGTERM, out
-  steps = ckpt_lib.Checkpoints(workdir / "checkpoints").steps()
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
+  steps = ckpts.steps()
   assert len(steps) == 1 and steps[0] >= 5, (steps, out)
   assert f"SIGTERM: stopped at step {steps[0]}" in out and "resume" in out, out
+  # The checkpoint holds the state after exactly the step the run stopped at.
+  stopped = [r for r in _records(workdir) if r["kind"] == "stopped"]
+  assert [(r["step"], r["signal"]) for r in stopped] == [(steps[0], "SIGTERM")]
+  config = tiny_config(tiny_data)
+  state, meta = ckpts.restore(steps[0], jax.eval_shape(lambda: _state(config)))
+  ckpts.close()
+  assert int(state.step) == meta["step"] == steps[0]
 
   # The same command resumes from that checkpoint.
   proc = _cli("train", f"--config={cfg}", f"--workdir={workdir}",

@@ -181,6 +181,100 @@ def model_config(config: ml_collections.ConfigDict) -> TransformerConfig:
   return TransformerConfig(vocab_size=config.data.vocab_size, **kwargs)
 
 
+def source_limit(config: ml_collections.ConfigDict) -> int:
+  """Most source tokens (EOS included) a translated sentence keeps; 0 = no limit.
+
+  data.max_len, the longest pair the model was trained on; with learned positions also no more
+  than model.max_len - decode.max_extra_len, so the output's positions stay inside the table.
+  """
+  limit = config.data.max_len
+  if config.model.positions == "learned":
+    room = config.model.max_len - config.decode.max_extra_len
+    limit = min(limit, room) if limit > 0 else room
+  return max(limit, 0)
+
+
+def _expect(ok: bool, key: str, expected: str, value) -> None:
+  if not ok:
+    raise ConfigError(f"config.{key} must be {expected}, got {value!r}")
+
+
+def _same_type(value, default) -> bool:
+  """Whether `value` may stand where default_config() has `default` (an int counts as a float,
+  a list as a tuple; bool never counts as a number)."""
+  if isinstance(default, bool) or isinstance(value, bool):
+    return isinstance(value, bool) and isinstance(default, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float))
+  if isinstance(default, tuple):
+    return isinstance(value, (list, tuple))
+  return isinstance(value, type(default))
+
+
+# Sections that describe a run rather than configure it, checked by their own modules:
+# 'table3' (row name and the paper's numbers, transformer_jax/table3.py).
+METADATA_SECTIONS = ("table3",)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks a whole config before any work is done (called by `train.train` and the CLI).
+
+  Every key must be one default_config() has, with a value of the same type and a possible
+  value. Data-dependent limits are checked later where the data is read (e.g. SentencePiece
+  needs data.vocab_size >= distinct characters + 4; the tokenizer names that number).
+
+  Raises:
+    ConfigError: "config.SECTION.KEY must be ..., got VALUE" for the first bad key, or an
+      unknown or missing section or key (named, with the keys that section has).
+  """
+  reference = default_config()
+  for section in config.keys():
+    if section not in reference and section not in METADATA_SECTIONS:
+      raise ConfigError(f"config.{section} is not a config section; expected {sorted(reference)}")
+  for section, defaults in reference.items():
+    if section not in config:
+      raise ConfigError(f"config.{section} is missing; expected a section with {sorted(defaults)}")
+    for key in config[section].keys():
+      if key not in defaults:
+        raise ConfigError(f"config.{section}.{key} is not a known key; config.{section} has "
+                          f"{sorted(defaults)}")
+    for key, default in defaults.items():
+      if key not in config[section]:
+        raise ConfigError(f"config.{section}.{key} is missing (default {default!r})")
+      value = config[section][key]
+      _expect(_same_type(value, default), f"{section}.{key}",
+              f"of type {type(default).__name__} like its default {default!r}", value)
+  model_config(config)  # model.* values and data.vocab_size > the 4 special tokens
+  d, t, dc = config.data, config.train, config.decode
+  b = list(d.bucket_boundaries)
+  _expect(bool(b) and all(isinstance(x, int) and x > 0 for x in b)
+          and all(x < y for x, y in zip(b, b[1:])), "data.bucket_boundaries",
+          "a non-empty, strictly increasing list of positive ints", b)
+  for key in ("max_len", "vocab_sample"):
+    _expect(d[key] >= 0, f"data.{key}", ">= 0", d[key])
+  _expect(d.max_len <= b[-1], "data.max_len",
+          f"<= the largest of config.data.bucket_boundaries ({b[-1]}), or longer pairs could "
+          "not be batched", d.max_len)
+  for key in ("tokens_per_batch", "batch_multiple"):
+    _expect(d[key] >= 1, f"data.{key}", ">= 1", d[key])
+  for key in ("steps", "warmup_steps", "log_every", "eval_every", "checkpoint_every",
+              "keep_checkpoints", "average_last"):
+    _expect(t[key] >= 1, f"train.{key}", ">= 1", t[key])
+  _expect(t.average_last <= t.keep_checkpoints, "train.average_last",
+          f"<= config.train.keep_checkpoints={t.keep_checkpoints} (only that many are kept to "
+          "average)", t.average_last)
+  _expect(0.0 < t.lr_scale < float("inf"), "train.lr_scale", "a finite number > 0", t.lr_scale)
+  for key in ("adam_b1", "adam_b2", "eps_ls"):
+    _expect(0.0 <= t[key] < 1.0, f"train.{key}", "in [0, 1)", t[key])
+  _expect(t.adam_eps > 0.0, "train.adam_eps", "> 0", t.adam_eps)
+  _expect(t.dropout_prng in ("rbg", "unsafe_rbg", "threefry2x32"), "train.dropout_prng",
+          "'rbg', 'unsafe_rbg' or 'threefry2x32'", t.dropout_prng)
+  for key in ("beam_size", "batch_size"):
+    _expect(dc[key] >= 1, f"decode.{key}", ">= 1", dc[key])
+  for key in ("alpha", "max_extra_len"):
+    _expect(dc[key] >= 0, f"decode.{key}", ">= 0", dc[key])
+
+
 ASSETS = __import__("pathlib").Path(__file__).parent / "assets"
 _SPLITS = {"train": "train", "val": "val", "test": "test2016"}
 

@@ -37,15 +37,20 @@ class ParallelText:
   n_blank_dropped: int  # pairs where either side was blank/whitespace-only (dropped)
 
 
-def _read_lines(path: str | Path) -> list[str]:
-  """Strictly decoded, `.strip()`-ed lines of a UTF-8 file (a leading BOM is dropped)."""
+def read_lines(path: str | Path, *, allow_empty: bool = False) -> list[str]:
+  """Strictly decoded, `.strip()`-ed lines of a UTF-8 file (a leading BOM is dropped).
+
+  Raises:
+    DataError: the file is missing, a directory, empty (unless `allow_empty`), or has a line
+      that is not valid UTF-8 (file and 1-based line number named).
+  """
   path = Path(path)
   if not path.exists():
     raise DataError(f"{path}: file not found (expected a UTF-8 text file)")
   if path.is_dir():
     raise DataError(f"{path}: is a directory (expected a UTF-8 text file)")
   data = path.read_bytes()
-  if not data:
+  if not data and not allow_empty:
     raise DataError(f"{path}: file is empty (0 bytes; expected one sentence per line)")
   raw = data.split(b"\n")
   if raw[-1] == b"":  # the final line terminator does not start another line
@@ -72,7 +77,7 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
       blank pairs); a line is not valid UTF-8 (file and 1-based line number named); or the two
       files have different line counts (both files and both counts named).
   """
-  src, tgt = _read_lines(src_path), _read_lines(tgt_path)
+  src, tgt = read_lines(src_path), read_lines(tgt_path)
   if len(src) != len(tgt):
     raise DataError(f"line counts differ: {src_path} has {len(src)} lines but {tgt_path} "
                     f"has {len(tgt)} (expected line-aligned parallel files)")

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import sacrebleu
 
+from transformer_jax import config as config_lib
 from transformer_jax import data as data_lib
 from transformer_jax import decode
 from transformer_jax.losses import label_smoothed_cross_entropy
@@ -33,8 +34,9 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
 
   Sentences are sorted by length and decoded in batches of `batch_size` padded to the smallest
   boundary that fits, so only a few shapes are compiled. An empty line gives an empty line.
-  A line longer than `max_src_len` tokens (if > 0, e.g. a learned position table's size) is
-  cut to that length, and the cut is reported in the returned list's `truncated` attribute.
+  A line longer than `max_src_len` tokens, EOS included (if > 0; the CLI passes
+  config.source_limit, the longest source the model was trained on), is cut to that length,
+  and the cut is counted in the returned list's `truncated` attribute.
   """
   ids = tokenizer.encode_batch(list(lines))
   cut = 0
@@ -133,7 +135,7 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
     start = time.perf_counter()
     hyps = translate_lines(model, params, tokenizer, text.src, beam_size=dc.beam_size,
                            alpha=dc.alpha, max_extra_len=dc.max_extra_len,
-                           batch_size=dc.batch_size)
+                           batch_size=dc.batch_size, max_src_len=config_lib.source_limit(config))
     scores = score_translations(hyps, text.tgt, paper_bleu=t.get("paper_bleu", False),
                                 lang=config.data.tgt_lang)
     out_path = pathlib.Path(workdir) / f"{split}.hyp"

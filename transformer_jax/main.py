@@ -1,6 +1,7 @@
 """The `transformer-jax` command line.
 
   transformer-jax train     --config=configs/multi30k.py --workdir=DIR [--config.train.steps=200]
+                            [--allow_config_change]
   transformer-jax translate --workdir=DIR [--input=FILE] [--output=FILE] [--beam_size=4]
   transformer-jax evaluate  --workdir=DIR --src=FILE --ref=FILE
   transformer-jax params    --config=configs/base.py [--config.data.vocab_size=37000]
@@ -19,6 +20,8 @@ A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 
 `run` is `train` followed by dev-set scoring into WORKDIR/result.json (Table 3 rows); `sweep`
 runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
 writes a Table 3-shaped report (Markdown, HTML, plots) from the result.json files under DIRs.
+Bad input (config key or value, data file, workdir) ends with one "error: ..." line naming the
+key, file or path, and status 1.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ flags.DEFINE_enum("scale", "paper", ["paper", "mini"], "sweep: 'paper' sizes or 
 flags.DEFINE_integer("parallel", 1, "sweep: runs at a time on this machine.")
 flags.DEFINE_bool("dry_run", False, "sweep: print one command per unfinished run; run nothing. "
                   "Also spelled --dry-run.")
+flags.DEFINE_bool("allow_config_change", False, "train: resume a workdir whose saved config "
+                  "differs in model.* or data.* keys, as long as no parameter changes shape.")
 flags.DEFINE_integer("last", 5, "average: how many of the newest checkpoints to average "
                      "(Section 6.1: 5 for base, 20 for big).")
 
@@ -109,11 +114,12 @@ def _load_run(workdir: pathlib.Path):
 
 
 def _decode_options(config) -> dict:
+  from transformer_jax import config as config_lib
   dc = config.decode
   return {"beam_size": FLAGS.beam_size or dc.beam_size,
           "alpha": dc.alpha if FLAGS.alpha is None else FLAGS.alpha,
           "max_extra_len": dc.max_extra_len, "batch_size": dc.batch_size,
-          "max_src_len": config.model.max_len if config.model.positions == "learned" else 0}
+          "max_src_len": config_lib.source_limit(config)}
 
 
 def _require(name: str) -> str:
@@ -127,7 +133,8 @@ def cmd_train() -> None:
   from transformer_jax import train as train_lib
   if FLAGS.config is None:
     raise SystemExit(f"error: --config is required\n{_usage()}")
-  result = train_lib.train(FLAGS.config, pathlib.Path(_require("workdir")))
+  result = train_lib.train(FLAGS.config, pathlib.Path(_require("workdir")),
+                           allow_config_change=FLAGS.allow_config_change)
   print(json.dumps(result, indent=2))
   if "stopped_by" in result:
     import signal
@@ -135,14 +142,17 @@ def cmd_train() -> None:
 
 
 def cmd_translate() -> None:
+  from transformer_jax import data as data_lib
   from transformer_jax import evaluate
   config, model, tokenizer, params, source = _load_run(pathlib.Path(_require("workdir")))
   if FLAGS.input:
-    lines = pathlib.Path(FLAGS.input).read_text(encoding="utf-8").splitlines()
+    lines = data_lib.read_lines(FLAGS.input, allow_empty=True)
   else:
     lines = sys.stdin.read().splitlines()
   print(f"translating {len(lines)} lines with {source}", file=sys.stderr)
-  hyps = evaluate.translate_lines(model, params, tokenizer, lines, **_decode_options(config))
+  options = _decode_options(config)
+  hyps = evaluate.translate_lines(model, params, tokenizer, lines, **options)
+  _report_truncated(hyps.truncated, options)
   text = "".join(h + "\n" for h in hyps)
   if FLAGS.output:
     pathlib.Path(FLAGS.output).write_text(text, encoding="utf-8")
@@ -164,6 +174,7 @@ def cmd_evaluate() -> None:
   ppl = evaluate.perplexity(model, params, batches.epoch(0))
   options = _decode_options(config)
   hyps = evaluate.translate_lines(model, params, tokenizer, text.src, **options)
+  _report_truncated(hyps.truncated, options)
   scores = evaluate.score_translations(hyps, text.tgt, lang=config.data.tgt_lang,
                                       paper_bleu=config.train.get("paper_bleu", False))
   score, signature = scores["sacrebleu"], scores["sacrebleu_signature"]
@@ -171,7 +182,7 @@ def cmd_evaluate() -> None:
   result = {"src": str(FLAGS.src), "ref": str(FLAGS.ref), "params": source, "bleu": score,
             "bleu_signature": signature, **paper, "ppl": ppl["ppl"], "nll": ppl["nll"],
             "target_tokens": ppl["tokens"], "pairs": len(text.src),
-            "blank_dropped": text.n_blank_dropped, **options}
+            "blank_dropped": text.n_blank_dropped, "src_truncated": hyps.truncated, **options}
   out = workdir / f"eval_{pathlib.Path(FLAGS.src).name}.json"
   out.write_text(json.dumps(result, indent=2) + "\n")
   print(f"BLEU = {score:.2f}  {signature}")
@@ -182,11 +193,19 @@ def cmd_evaluate() -> None:
   print(f"written to {out}")
 
 
+def _report_truncated(n: int, options: dict) -> None:
+  if n:
+    print(f"warning: {n} input line(s) longer than {options['max_src_len']} tokens (EOS "
+          "included) were cut to that length before translating: config.data.max_len is the "
+          "longest source the model was trained on (see config.source_limit)", file=sys.stderr)
+
+
 def cmd_params() -> None:
   from transformer_jax import config as config_lib
   from transformer_jax.model import Transformer, count_params
   if FLAGS.config is None:
     raise SystemExit(f"error: --config is required\n{_usage()}")
+  config_lib.validate(FLAGS.config)
   mcfg = config_lib.model_config(FLAGS.config)
   dummy = jax.numpy.ones((1, 8), "int32")
   shapes = jax.eval_shape(lambda: Transformer(mcfg).init(jax.random.PRNGKey(0), dummy, dummy))
@@ -305,15 +324,22 @@ def main(argv: list[str] | None = None) -> None:
   except (AttributeError, KeyError) as e:
     # ml_collections reports an override of a key the config does not have this way.
     key = str(e).strip("\"'")
-    raise SystemExit(f"error: unknown config key '{key}' in {' '.join(overrides)}; see the "
-                     "config file for the keys it has")
-  if command == "compare":
-    return cmd_compare(positional)
-  if command == "sweep":
-    # --config.* overrides are passed on to every run of the sweep.
-    return cmd_sweep([a for a in argv if a.startswith("--config.")])
-  {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
-   "params": cmd_params, "average": cmd_average, "rows": cmd_rows, "run": cmd_run}[command]()
+    named = [o for o in overrides if o.endswith(f".{key}")] or overrides
+    raise SystemExit(f"error: unknown config key '{key}' in {' '.join(named)}; see the "
+                     "config file (or config.default_config()) for the keys it has")
+  from transformer_jax.config import ConfigError
+  from transformer_jax.data import DataError
+  from transformer_jax.workdir import WorkdirError
+  try:
+    if command == "compare":
+      return cmd_compare(positional)
+    if command == "sweep":
+      # --config.* overrides are passed on to every run of the sweep.
+      return cmd_sweep([a for a in argv if a.startswith("--config.")])
+    {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
+     "params": cmd_params, "average": cmd_average, "rows": cmd_rows, "run": cmd_run}[command]()
+  except (ConfigError, DataError, WorkdirError) as e:
+    raise SystemExit(f"error: {e}")
 
 
 if __name__ == "__main__":

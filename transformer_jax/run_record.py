@@ -136,7 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   dev = data_lib.read_split(config, "val", log=log)
   hyps = evaluate.translate_lines(model, state.params, tokenizer, dev.src,
                                   beam_size=dc.beam_size, alpha=dc.alpha,
-                                  max_extra_len=dc.max_extra_len, batch_size=dc.batch_size)
+                                  max_extra_len=dc.max_extra_len, batch_size=dc.batch_size,
+                                  max_src_len=config_lib.source_limit(config))
   # The references are kept beside the translations, so `compare` can run its significance
   # test anywhere the run directories are copied to.
   (workdir / DEV_HYP).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")

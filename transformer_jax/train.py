@@ -34,6 +34,7 @@ from transformer_jax import data as data_lib
 from transformer_jax import evaluate
 from transformer_jax import metrics_writer
 from transformer_jax import optim
+from transformer_jax import workdir as workdir_lib
 from transformer_jax.losses import label_smoothed_cross_entropy
 from transformer_jax.model import Transformer, count_params
 from transformer_jax.tokenizer import Tokenizer
@@ -121,24 +122,6 @@ def _prefetch(iterator: Iterator[dict[str, np.ndarray]], depth: int = 4) -> Iter
     done.set()
 
 
-def _check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a workdir whose saved model shape differs from the requested one."""
-  path = workdir / "config.json"
-  if not path.exists():
-    return
-  saved = json.loads(path.read_text())
-  keys = [f"model.{k}" for k in config.model.keys()] + ["data.vocab_size"]
-  differ = []
-  for key in keys:
-    section, name = key.split(".")
-    if name in saved.get(section, {}) and saved[section][name] != config[section][name]:
-      differ.append(f"{key}: saved {saved[section][name]!r}, requested {config[section][name]!r}")
-  if differ and (workdir / "checkpoints").exists():
-    raise config_lib.ConfigError(
-        f"{path} was written for a different model; use a new --workdir or the same config. "
-        "Differing keys: " + "; ".join(differ))
-
-
 class DivergenceError(FloatingPointError):
   """The loss or gradient norm became NaN or Inf; the message names the first such step."""
 
@@ -188,21 +171,39 @@ class _StopRequest:
 def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=print):
   """Vocabulary (trained once, kept in the workdir) and encoded train/val data.
 
+  Every file is read (and the test files too, if config.train.final_eval) before the
+  vocabulary is trained, so bad data is reported before any long work starts.
+
   Returns:
     (tokenizer, train Encoded, val Encoded, stats dict).
+
+  Raises:
+    DataError: a file is missing, a directory, empty, not UTF-8 or misaligned (named, with the
+      line), or no pair is left after dropping those over data.max_len.
+    ConfigError: data.vocab_size does not fit the data or the vocabulary already in `workdir`.
   """
   d = config.data
-  texts = {split: data_lib.read_split(config, split, log) for split in ("train", "val")}
+  splits = ["train", "val"]
+  if config.train.final_eval and "test" in config.train.get("final_eval_splits", ("test",)):
+    splits.append("test")
+  texts = {split: data_lib.read_split(config, split, log) for split in splits}
   train_text = texts["train"]
   in_memory = train_text.src_path.startswith("tfds:")  # TFDS text has no file to train on
-  tokenizer = Tokenizer.load_or_train(
-      workdir / "spm.model", [train_text.src_path, train_text.tgt_path], d.vocab_size,
-      max_sentences=d.vocab_sample, seed=d.seed,
-      sentences=train_text.src + train_text.tgt if in_memory else None)
+  try:
+    tokenizer = Tokenizer.load_or_train(
+        workdir / "spm.model", [train_text.src_path, train_text.tgt_path], d.vocab_size,
+        max_sentences=d.vocab_sample, seed=d.seed,
+        sentences=train_text.src + train_text.tgt if in_memory else None)
+  except ValueError as e:  # the vocabulary size does not fit the data or the saved vocabulary
+    raise config_lib.ConfigError(f"config.{e}" if str(e).startswith("data.") else str(e)) from e
   stats = {}
   encoded = {}
-  for split, text in texts.items():
+  for split in ("train", "val"):
+    text = texts[split]
     enc = data_lib.encode_parallel(text, tokenizer, d.max_len)
+    if not enc.src:
+      raise data_lib.DataError(f"{text.src_path} / {text.tgt_path}: all {enc.n_too_long} pairs "
+                               f"are longer than config.data.max_len={d.max_len} tokens")
     encoded[split] = enc
     stats[split] = {"pairs": len(enc.src), "blank_dropped": text.n_blank_dropped,
                     "too_long_dropped": enc.n_too_long, "src_path": text.src_path,
@@ -213,19 +214,22 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
   return tokenizer, encoded["train"], encoded["val"], stats
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=print) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=print,
+          allow_config_change: bool = False) -> dict:
   """Trains (or resumes) a Transformer in `workdir`; returns the final metrics.
 
   Writes WORKDIR/config.json, spm.model, data_stats.json, metrics.jsonl, TensorBoard events under
   tb/, checkpoints/ and, if config.train.final_eval, translations and final.json.
 
   Raises:
-    ConfigError: impossible config values, or a workdir holding a different model.
+    ConfigError: impossible config values, or a workdir holding a different model or data
+      (allowed by `allow_config_change` if no parameter shape changes; workdir.check_config).
     DataError: unreadable or inconsistent data (names file and line).
+    WorkdirError: the workdir is a file or not writable.
   """
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _check_workdir_config(workdir, config)
+  config_lib.validate(config)
+  workdir = workdir_lib.prepare(workdir)
+  workdir_lib.check_config(workdir, config, allow_change=allow_config_change, log=log)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   t = config.train
   d = config.data
