@@ -292,3 +292,15 @@ def test_translate_input_that_is_not_utf8_is_named(trained_run, tmp_path, cli):
   src.write_bytes(b"A dog .\nA \xff cat .\n")
   with pytest.raises(SystemExit, match=rf"^error: {src}:2: line 2 is not valid UTF-8"):
     cli("translate", f"--workdir={workdir}", f"--input={src}")
+
+
+def test_translate_stdin_that_is_not_utf8_is_named(trained_run):
+  workdir, _, _ = trained_run
+  env = dict(os.environ, TRANSFORMER_JAX_HUGE_PAGES="0")
+  proc = subprocess.run([sys.executable, "-m", "transformer_jax.main", "translate",
+                         f"--workdir={workdir}"], input=b"A dog .\nA \xff cat .\n",
+                        capture_output=True, cwd=ROOT, env=env, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert proc.stderr.decode().strip().endswith(
+      "error: /dev/stdin:2: line 2 is not valid UTF-8 (byte 2 of the line: invalid start byte; "
+      "expected UTF-8 text)")

@@ -131,7 +131,11 @@ def test_every_row_takes_a_training_step_at_the_mini_scale(row):
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(4, 64, (2, 8)), jnp.int32)
   batch = {"src": tokens, "tgt_in": tokens, "tgt_out": tokens}
-  state = jax.jit(lambda r: train_lib.create_state(model, tx, r, batch))(jax.random.PRNGKey(0))
+  # Parameters drawn in numpy from the init's shapes: one compile per row (the step), not two.
+  shapes = jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0), batch))
+  params = jax.tree_util.tree_map(
+      lambda s: jnp.asarray(rng.normal(0.0, 0.05, s.shape), s.dtype), shapes.params)
+  state = train_lib.TrainState(jnp.int32(0), params, tx.init(params))
   step = jax.jit(lambda s, b: train_lib.train_step(s, b, jax.random.key(1, impl="rbg"),
                                                    model=model, tx=tx, eps_ls=c.train.eps_ls))
   new, metrics = step(state, batch)

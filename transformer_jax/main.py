@@ -145,10 +145,8 @@ def cmd_translate() -> None:
   from transformer_jax import data as data_lib
   from transformer_jax import evaluate
   config, model, tokenizer, params, source = _load_run(pathlib.Path(_require("workdir")))
-  if FLAGS.input:
-    lines = data_lib.read_lines(FLAGS.input, allow_empty=True)
-  else:
-    lines = sys.stdin.read().splitlines()
+  # stdin is read like a file too, so bad UTF-8 there is reported with its line number.
+  lines = data_lib.read_lines(FLAGS.input or "/dev/stdin", allow_empty=True)
   print(f"translating {len(lines)} lines with {source}", file=sys.stderr)
   options = _decode_options(config)
   hyps = evaluate.translate_lines(model, params, tokenizer, lines, **options)
@@ -329,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
                      "config file (or config.default_config()) for the keys it has")
   from transformer_jax.config import ConfigError
   from transformer_jax.data import DataError
+  from transformer_jax.train import DivergenceError
   from transformer_jax.workdir import WorkdirError
   try:
     if command == "compare":
@@ -338,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
       return cmd_sweep([a for a in argv if a.startswith("--config.")])
     {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
      "params": cmd_params, "average": cmd_average, "rows": cmd_rows, "run": cmd_run}[command]()
-  except (ConfigError, DataError, WorkdirError) as e:
+  except (ConfigError, DataError, WorkdirError, DivergenceError) as e:
     raise SystemExit(f"error: {e}")
 
 
