@@ -63,12 +63,16 @@ def _load_workdir(workdir: pathlib.Path):
 
 
 def _abstract_state(config, model):
-  """Shapes and dtypes of the TrainState that training writes, without computing it."""
+  """Shapes and dtypes of the TrainState that training writes, without computing it, placed
+  whole on this process's first device: a checkpoint from any mesh restores onto it."""
   from transformer_jax import optim
   from transformer_jax import train as train_lib
   tx, _ = optim.make_optimizer(config)
   dummy = {"src": jax.numpy.ones((1, 8), "int32"), "tgt_in": jax.numpy.ones((1, 8), "int32")}
-  return jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0), dummy))
+  shapes = jax.eval_shape(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0), dummy))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                shapes)
 
 
 def _load_run(workdir: pathlib.Path):
