@@ -53,10 +53,8 @@ def _records(workdir: pathlib.Path, kind: str) -> list[dict]:
   return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-@pytest.fixture(scope="module")
-def two_processes(tiny_data, tmp_path_factory):
-  """(workdir, [output of process 0, output of process 1]) of a finished 2-process run."""
-  tmp = tmp_path_factory.mktemp("two_processes")
+def _start_two_processes(tiny_data, tmp: pathlib.Path):
+  """(workdir, the 2 running processes of a jax.distributed training job)."""
   workdir, port = tmp / "run", _free_port()
   env = dict(os.environ, XLA_FLAGS=FAKE_4, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   procs = []
@@ -69,6 +67,10 @@ def two_processes(tiny_data, tmp_path_factory):
     procs.append(subprocess.Popen([sys.executable, str(HELPER), "train", str(path), str(workdir)],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True))
+  return workdir, procs
+
+
+def _outputs(procs) -> list[str]:
   outs = []
   try:
     outs = [p.communicate(timeout=500)[0] for p in procs]
@@ -77,18 +79,27 @@ def two_processes(tiny_data, tmp_path_factory):
       p.kill()
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-4000:]
-  return workdir, outs
+  return outs
 
 
-@pytest.fixture(scope="module")
-def one_process(tiny_data, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("one_process") / "run"
+def _one_process(tiny_data, tmp: pathlib.Path):
+  workdir = tmp / "one_process"
   train_lib.train(tiny_config(tiny_data, **OVER, **{"train.final_eval": False}), workdir,
                   log=lambda *_: None)
   return workdir
 
 
-def test_two_processes_train_like_one(two_processes, one_process):
+def test_two_processes_train_like_one_and_their_checkpoints_restore_on_one_device(tiny_data,
+                                                                                   tmp_path):
+  # One test, not two sharing a fixture: under pytest-xdist each worker would rerun the jobs.
+  workdir, procs = _start_two_processes(tiny_data, tmp_path)
+  one_process = _one_process(tiny_data, tmp_path)  # meanwhile
+  two_processes = workdir, _outputs(procs)
+  _check_same_losses(two_processes, one_process)
+  _check_restore_and_decode_on_one_device(two_processes, one_process)
+
+
+def _check_same_losses(two_processes, one_process):
   workdir, (out_0, out_1) = two_processes
   assert "mesh {'data': 2, 'fsdp': 2, 'tensor': 2}" in out_0 and "2 process(es)" in out_0
   assert "model:" not in out_1  # only process 0 logs ...
@@ -100,8 +111,8 @@ def test_two_processes_train_like_one(two_processes, one_process):
   assert two[0]["loss"] - two[-1]["loss"] > 0.1  # it trained
 
 
-def test_checkpoint_of_8_device_mesh_restores_on_one_device_and_decodes_the_same(
-    two_processes, one_process):
+def _check_restore_and_decode_on_one_device(two_processes, one_process):
+  """The checkpoints of the 8-device (2 x 4) mesh restore on this process's one device."""
   workdir, _ = two_processes
   config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
   model = Transformer(config_lib.model_config(config))

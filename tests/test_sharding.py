@@ -60,35 +60,38 @@ def _kind(path: str) -> str:
   return "D"
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> pathlib.Path:
-  out = tmp_path_factory.mktemp("rule_sets")
+def _run_helper(out: pathlib.Path) -> None:
   env = dict(os.environ, XLA_FLAGS=FAKE_8, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, str(HELPER), "rule_sets", str(out), "rbg"], env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return out
 
 
-@pytest.mark.parametrize("rules", [_DP, _FSDP, _TP, _BOTH])
-def test_sharded_steps_match_one_device_and_split_as_the_rules_say(runs, rules):
-  one = np.load(runs / "one_device.npz")
-  got = np.load(runs / f"{rules}.npz")
-  np.testing.assert_allclose(got["losses"], one["losses"], rtol=2e-6)
-  assert len(set(np.round(one["losses"], 3))) == len(one["losses"])  # the steps did train
+def _check(one, got, rules: str) -> None:
+  np.testing.assert_allclose(got["losses"], one["losses"], rtol=2e-6, err_msg=rules)
   names = [k for k in one.files if k.startswith("params/")]
   assert len(names) == 31  # encoder layer 12, decoder layer 18, embedding 1
   for name in names:
-    np.testing.assert_allclose(got[name], one[name], rtol=1e-4, atol=5e-5, err_msg=name)
+    np.testing.assert_allclose(got[name], one[name], rtol=1e-4, atol=5e-5,
+                               err_msg=f"{rules} {name}")
     want = EXPECTED[_kind(name)][rules]
     shape = one[name].shape
     shard = [n // (MESH[rules].get(axis, 1) if axis else 1) for n, axis in zip(shape, want)]
     for tree in ("params", "mu"):  # the parameter and its Adam moment
       key = name.replace("params/", f"{tree}/", 1)
-      assert str(got[f"spec:{key}"]) == str(want), (key, got[f"spec:{key}"], want)
-      assert list(got[f"shard:{key}"]) == shard, (key, got[f"shard:{key}"], shard)
+      assert str(got[f"spec:{key}"]) == str(want), (rules, key, got[f"spec:{key}"], want)
+      assert list(got[f"shard:{key}"]) == shard, (rules, key, got[f"shard:{key}"], shard)
     # One device holds everything; the sharded runs really split what the table splits.
     assert list(one[f"shard:{name}"]) == list(shape)
+
+
+def test_sharded_steps_match_one_device_and_split_as_the_rules_say(tmp_path):
+  # One test, not one per rule set: under pytest-xdist each worker would rerun the helper.
+  _run_helper(tmp_path)
+  one = np.load(tmp_path / "one_device.npz")
+  assert len(set(np.round(one["losses"], 3))) == len(one["losses"])  # the steps did train
+  for rules in (_DP, _FSDP, _TP, _BOTH):
+    _check(one, np.load(tmp_path / f"{rules}.npz"), rules)
 
 
 # -- config checks (no compiles) ------------------------------------------------------------------

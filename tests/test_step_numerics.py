@@ -25,11 +25,11 @@ from transformer_jax.model import Transformer
 @functools.lru_cache(maxsize=None)
 def _initial_state():
   """The initial TrainState, shared by every run here: the parameters depend only on the
-  rng, not on p_drop, dtype or k (initialising costs more to compile than a train step)."""
+  rng, not on p_drop, dtype or k. An 'rbg' key: its init compiles 3x faster than threefry's."""
   config = step_config("rbg")
   model = Transformer(config_lib.model_config(config))
   tx, _ = optim.make_optimizer(config)
-  return jax.jit(lambda: train_lib.create_state(model, tx, jax.random.PRNGKey(0),
+  return jax.jit(lambda: train_lib.create_state(model, tx, jax.random.key(0, impl="rbg"),
                                                 batches()[0]))()
 
 
@@ -46,6 +46,12 @@ def _run(overrides: tuple[tuple[str, object], ...], steps: int = 3):
     state, metrics = step(state, batch, rng)
     losses.append(float(metrics["loss"]) / float(metrics["tokens"]))
   return np.asarray(losses), state
+
+
+def _moved(state) -> float:
+  """Largest change of any parameter since the initial state."""
+  return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
+      jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(_initial_state().params)))
 
 
 # p_drop 0: with dropout on, k micro-batches draw other masks than one batch would. (That
@@ -66,7 +72,7 @@ def test_accumulated_micro_batches_give_the_whole_batch_update():
   one, state_1 = _run(ONE)
   four, state_4 = _run(FOUR)
   np.testing.assert_allclose(four, one, rtol=1e-6)
-  assert one[0] - one[-1] > 0.05  # the steps changed the parameters
+  assert _moved(state_1) > 1e-2  # the steps changed the parameters: the comparison has teeth
   for a, b in zip(jax.tree_util.tree_leaves(state_4.params),
                   jax.tree_util.tree_leaves(state_1.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=5e-5)
@@ -125,5 +131,5 @@ def test_bfloat16_matmuls_with_float32_params_softmax_and_loss():
   fp32, _ = _run(FOUR)
   for tree in (state.params, state.opt_state):
     assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree_util.tree_leaves(tree))
-  assert np.isfinite(bf16).all() and bf16[0] - bf16[-1] > 0.05
+  assert np.isfinite(bf16).all() and _moved(state) > 1e-2
   assert bf16[0] == pytest.approx(fp32[0], rel=1e-2)

@@ -4,6 +4,10 @@
 owns all side effects: vocabulary, data, checkpoints, metrics.jsonl, TensorBoard events and the
 progress bar. Starting `train` again with the same workdir resumes from the latest checkpoint at
 the same step and the same position in the data.
+
+The state and the step are sharded over the mesh of `config.mesh` by the rule set
+`config.sharding.rules` (sharding.py); with `config.distributed.enabled` the same program runs
+as one of several processes, of which only process 0 writes files other than checkpoints.
 """
 
 from __future__ import annotations
