@@ -1,4 +1,4 @@
-"""The Cloud TPU launcher prints the gcloud commands of README's guide and runs none on --dry-run."""
+"""The Cloud TPU launcher prints the gcloud commands of the README guide; --dry-run runs none."""
 
 from __future__ import annotations
 
