@@ -6,7 +6,8 @@ and the pytest process has imported it already, so the tests run this file in a 
   python tests/multidevice_helper.py rule_sets OUT_DIR DROPOUT_PRNG
       For one device and each case of CASES: a few train steps on the same batches. Writes
       OUT_DIR/<case>.npz (losses, parameters, and each parameter's and Adam moment's partition
-      spec and first shard shape).
+      spec and first shard shape). The one-device state is also saved as a checkpoint, and each
+      case restores it onto its own mesh (restore_max_diff, restore_same_shardings).
   python tests/multidevice_helper.py train CONFIG_JSON WORKDIR
       `train.train` with the config in CONFIG_JSON (a ConfigDict as JSON), e.g. as one of the
       processes of a jax.distributed job.
@@ -54,6 +55,7 @@ def batches(seed: int = 0) -> list[dict[str, np.ndarray]]:
 
 def rule_sets(out_dir: str, dropout_prng: str) -> None:
   import jax
+  from transformer_jax import checkpoint as ckpt_lib
   from transformer_jax import optim, sharding
   from transformer_jax import train as train_lib
   from transformer_jax.config import model_config
@@ -77,6 +79,19 @@ def rule_sets(out_dir: str, dropout_prng: str) -> None:
       state, metrics = step(state, placed, rng)
       losses.append(float(metrics["loss"]) / float(metrics["tokens"]))
     arrays = {"losses": np.asarray(losses)}
+    ckpts = ckpt_lib.Checkpoints(pathlib.Path(out_dir) / "checkpoints")
+    if name == "one_device":
+      ckpts.save(STEPS, state, {"step": STEPS})
+      ckpts.wait()
+      saved = jax.tree_util.tree_leaves(jax.device_get(state))
+    else:  # the one-device checkpoint, restored onto this mesh
+      restored, _ = ckpts.restore(STEPS, state)
+      leaves = jax.tree_util.tree_leaves(restored)
+      arrays["restore_max_diff"] = np.asarray(max(
+          float(np.max(np.abs(np.asarray(a, np.float64) - b))) for a, b in zip(leaves, saved)))
+      arrays["restore_same_shardings"] = np.asarray(all(
+          a.sharding == b.sharding for a, b in zip(leaves, jax.tree_util.tree_leaves(state))))
+    ckpts.close()
     tree = {"params": state.params, "mu": state.opt_state[0].mu}
     for path, x in jax.tree_util.tree_leaves_with_path(tree):
       key = jax.tree_util.keystr(path, simple=True, separator="/")

@@ -2,9 +2,9 @@
 
 The 8-device runs happen in one subprocess (tests/multidevice_helper.py), because the device
 count must be set before jax is imported. For each rule set on a 2x4 or 4x2 (or 2x2x2) mesh,
-three Adam steps must give the one-device losses and parameters, and every parameter and Adam
+three Adam steps must give the one-device losses and parameters, every parameter and Adam
 moment must be split exactly as the table below (written here, independently of the rules in
-sharding.py) says. Dropout is on (p_drop 0.1, 'rbg' masks): the masks turn out not to depend
+sharding.py) says, and the one-device checkpoint must restore onto the mesh unchanged. Dropout is on (p_drop 0.1, 'rbg' masks): the masks turn out not to depend
 on the sharding, so the comparison needs no p_drop = 0.
 """
 
@@ -83,6 +83,8 @@ def _check(one, got, rules: str) -> None:
       assert list(got[f"shard:{key}"]) == shard, (rules, key, got[f"shard:{key}"], shard)
     # One device holds everything; the sharded runs really split what the table splits.
     assert list(one[f"shard:{name}"]) == list(shape)
+  # The one-device checkpoint restores onto this mesh, exactly, in this rule set's shardings.
+  assert float(got["restore_max_diff"]) == 0.0 and bool(got["restore_same_shardings"]), rules
 
 
 def test_sharded_steps_match_one_device_and_split_as_the_rules_say(tmp_path):
