@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 
@@ -82,8 +83,11 @@ class Checkpoints:
         log(f"warning: checkpoint {self.directory / str(step)} cannot be read "
             f"({type(e).__name__}: {str(e)[:200]}); moved it to {aside} and trying an older one")
         self._manager.close()
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(self.directory / str(step)), str(aside))
+        if jax.process_index() == 0:  # several processes share the directory: one moves it
+          aside.parent.mkdir(parents=True, exist_ok=True)
+          shutil.move(str(self.directory / str(step)), str(aside))
+        if jax.process_count() > 1:
+          multihost_utils.sync_global_devices(f"moved checkpoint {step}")
         self._open()
     if steps:
       raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} can be read; "

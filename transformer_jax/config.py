@@ -118,7 +118,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.tokens_per_batch = 25000  # target tokens per batch (padded), Section 5.1
   c.data.bucket_boundaries = (8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 32, 36, 40, 48, 56, 64,
                               80, 96, 128, 160, 192, 256)  # padded lengths a batch may have
-  c.data.batch_multiple = 1  # rows per batch are a multiple of this (devices)
+  c.data.batch_multiple = 1  # rows per batch are a multiple of this (and of accum x shards)
   c.data.seed = 0  # seeds the batch order; same seed, same batches
 
   c.train = ml_collections.ConfigDict()
@@ -141,6 +141,21 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.paper_bleu = False  # also report tokenized, compound-split BLEU (Table 2's metric)
   c.train.paper_model = ""  # '' | 'base' | 'big': Table 2 row to compare cost and step time with
   c.train.peak_flops_per_device = 0.0  # FLOP/s per device for Table 2's cost formula; 0 = unknown
+  c.train.grad_accum_steps = 1  # micro-batches per step: gradients summed, then / target tokens
+
+  c.mesh = ml_collections.ConfigDict()  # device mesh; see sharding.py
+  c.mesh.data = -1  # devices on the data-parallel axis; -1 = all the other axes leave
+  c.mesh.fsdp = 1  # devices on the FSDP axis (parameters and Adam moments split over it)
+  c.mesh.tensor = 1  # devices on the tensor-parallel axis (heads, d_ff, vocabulary split)
+
+  c.sharding = ml_collections.ConfigDict()
+  c.sharding.rules = "data_parallel"  # 'data_parallel' | 'fsdp' | 'tensor_parallel' | 'fsdp_tensor'
+
+  c.distributed = ml_collections.ConfigDict()  # multi-host: jax.distributed.initialize()
+  c.distributed.enabled = False  # True on a TPU slice / GPU cluster with several processes
+  c.distributed.coordinator_address = ""  # 'host:port' of process 0; '' = auto-detect (TPU)
+  c.distributed.num_processes = 0  # processes in the job; 0 = auto-detect
+  c.distributed.process_id = -1  # this process's index; -1 = auto-detect
 
   c.decode = ml_collections.ConfigDict()
   c.decode.beam_size = 4  # Section 6.1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -306,16 +306,23 @@ class BucketedBatches:
     for key, idx in self._plan(epoch):
       yield self._batch(key, idx)
 
-  def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  def iterate(self, start_step: int = 0, rows: Callable[[int], np.ndarray] | None = None
+              ) -> Iterator[dict[str, np.ndarray]]:
     """Endless stream over epochs 0, 1, ..., starting at global batch index `start_step`.
 
     Step n is batch n % num_batches of epoch n // num_batches, so a run resumed at step n
     sees exactly the batches it would have seen without the interruption.
+
+    Args:
+      start_step: global batch index to start at.
+      rows: if given, `rows(B)` -> int indices of the rows to keep from each [B, ...] batch
+        (a host's share in multi-host training: every host draws the same plan and pads
+        only its own rows).
     """
     epoch, index = divmod(start_step, self.num_batches)
     while True:
       for key, idx in self._plan(epoch)[index:]:
-        yield self._batch(key, idx)
+        yield self._batch(key, idx if rows is None else idx[rows(len(idx))])
       epoch, index = epoch + 1, 0
 
   def padding_stats(self) -> dict:

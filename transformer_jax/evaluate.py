@@ -120,7 +120,8 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
   """Translates and scores each split of `config.train.final_eval_splits` ('val', 'test').
 
   Each split comes from `data.read_split` (files or TFDS) and is translated with the
-  config's beam search into WORKDIR/{split}.hyp, then scored by `score_translations`
+  config's beam search into WORKDIR/{split}.hyp (nothing is written if `workdir` is None),
+  then scored by `score_translations`
   (the paper's BLEU too if `config.train.paper_bleu`).
 
   Returns:
@@ -138,8 +139,9 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
                            batch_size=dc.batch_size, max_src_len=config_lib.source_limit(config))
     scores = score_translations(hyps, text.tgt, paper_bleu=t.get("paper_bleu", False),
                                 lang=config.data.tgt_lang)
-    out_path = pathlib.Path(workdir) / f"{split}.hyp"
-    out_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    out_path = pathlib.Path(workdir) / f"{split}.hyp" if workdir is not None else None
+    if out_path is not None:  # None: another process of a multi-host job writes them
+      out_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     result["bleu"][split] = {**scores, "src": text.src_path, "ref": text.tgt_path,
                              "decode_seconds": time.perf_counter() - start}
     log(f"{split} ({text.src_path}): " + "; ".join(

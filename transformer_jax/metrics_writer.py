@@ -38,3 +38,16 @@ class MetricsWriter:
   def close(self) -> None:
     self._file.close()
     self._tb.close()
+
+
+class NullWriter:
+  """MetricsWriter's interface, writing nothing: for the processes other than process 0."""
+
+  def write(self, step: int, values: dict[str, Any], *, kind: str) -> None:
+    pass
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass

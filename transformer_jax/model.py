@@ -75,8 +75,16 @@ class FeedForward(nn.Module):
                     bias_init=_part(nn.initializers.zeros, ("embed",)), name="W_2")(x)
 
 
-def _layer_norm(name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, name=name,
+def _batch_split(x: jax.Array) -> jax.Array:
+  """[B, T, D] -> the same, constrained to be split by batch rows only (logical names; a no-op
+  unless a mesh and rules are in context, see sharding.py). Without it a weight sharded along D
+  (FSDP) would pull the activations' D split along with it."""
+  return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+
+
+def _layer_norm(name: str, dtype: str) -> nn.LayerNorm:
+  # Mean and variance are computed in float32 whatever `dtype` (flax's force_float32_reductions).
+  return nn.LayerNorm(epsilon=1e-6, dtype=jnp.dtype(dtype), name=name,
                       scale_init=_part(nn.initializers.ones, ("embed",)),
                       bias_init=_part(nn.initializers.zeros, ("embed",)))
 
@@ -91,16 +99,16 @@ class _Residual(nn.Module):
   config: TransformerConfig
 
   def setup(self):
-    self.norm = _layer_norm("norm")
+    self.norm = _layer_norm("norm", self.config.dtype)
     self.dropout = nn.Dropout(self.config.p_drop)
 
   def __call__(self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], *,
                deterministic: bool) -> jax.Array:
     if self.config.norm == "post":
       y = self.dropout(sublayer(x), deterministic=deterministic)
-      return self.norm(x + y.astype(x.dtype))
+      return _batch_split(self.norm(x + y.astype(x.dtype)))
     y = self.dropout(sublayer(self.norm(x)), deterministic=deterministic)
-    return x + y.astype(x.dtype)
+    return _batch_split(x + y.astype(x.dtype))
 
 
 def _attention(c: TransformerConfig, name: str) -> MultiHeadAttention:
@@ -212,14 +220,18 @@ class Transformer(nn.Module):
     self.encoder_layers = [EncoderLayer(c, name=f"encoder_{i}") for i in range(c.n_layers)]
     self.decoder_layers = [DecoderLayer(c, name=f"decoder_{i}") for i in range(c.n_layers)]
     if c.norm == "pre":
-      self.encoder_norm = _layer_norm("encoder_norm")
-      self.decoder_norm = _layer_norm("decoder_norm")
+      self.encoder_norm = _layer_norm("encoder_norm", c.dtype)
+      self.decoder_norm = _layer_norm("decoder_norm", c.dtype)
     self.dropout = nn.Dropout(c.p_drop)
 
   def _embed(self, tokens: jax.Array, positions: jax.Array, *, deterministic: bool) -> jax.Array:
     """tokens [B, T] int, positions [T] or [B, T] int -> Dropout(E[tokens] * sqrt(D) + PE) [B, T, D]."""
     c = self.config
-    x = self.embed(tokens) * jnp.sqrt(jnp.float32(c.d_model))  # [B, T, D], Section 3.4
+    # Under FSDP the table's D is split; gather it before the lookup (as for any FSDP weight)
+    # so the lookup and its gradient stay split by batch rows.
+    table = nn.with_logical_constraint(self.embed.embedding, ("vocab", "act_embed"))  # [C, D]
+    x = _batch_split(jnp.take(table, tokens, axis=0))  # [B, T, D]
+    x = x * jnp.sqrt(jnp.float32(c.d_model))  # Section 3.4
     if c.positions == "sinusoidal":
       x = x + sinusoids(positions, c.d_model)
     else:
@@ -238,8 +250,15 @@ class Transformer(nn.Module):
     return x
 
   def _logits(self, y: jax.Array) -> jax.Array:
-    """[..., D] -> float32 [..., C] through the shared embedding matrix (Section 3.4)."""
-    return self.embed.attend(y.astype(jnp.float32))
+    """[..., D] -> float32 [..., C] through the shared embedding matrix (Section 3.4).
+
+    The matmul runs in `dtype` (forward and backward); its output is cast to float32 so the
+    softmax and the loss that follow are float32 (a bfloat16 log_softmax is unstable, as
+    flax's WMT example found).
+    """
+    dtype = jnp.dtype(self.config.dtype)
+    logits = jnp.einsum("...D,CD->...C", y.astype(dtype), self.embed.embedding.astype(dtype))
+    return logits.astype(jnp.float32)
 
   def decode(self, tgt_in: jax.Array, memory: jax.Array, src: jax.Array, *,
              deterministic: bool = True) -> jax.Array:

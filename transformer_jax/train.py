@@ -4,6 +4,10 @@
 owns all side effects: vocabulary, data, checkpoints, metrics.jsonl, TensorBoard events and the
 progress bar. Starting `train` again with the same workdir resumes from the latest checkpoint at
 the same step and the same position in the data.
+
+The state and the step are sharded over the mesh of `config.mesh` by the rule set
+`config.sharding.rules` (sharding.py); with `config.distributed.enabled` the same program runs
+as one of several processes, of which only process 0 writes files other than checkpoints.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from transformer_jax import evaluate
 from transformer_jax import metrics_writer
 from transformer_jax import optim
 from transformer_jax import workdir as workdir_lib
+from transformer_jax import sharding as sharding_lib
 from transformer_jax.losses import label_smoothed_cross_entropy
 from transformer_jax.model import Transformer, count_params
 from transformer_jax.tokenizer import Tokenizer
@@ -51,27 +56,58 @@ class TrainState:
 
 
 def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, model: Transformer,
-               tx: optax.GradientTransformation, eps_ls: float) -> tuple[TrainState, dict]:
+               tx: optax.GradientTransformation, eps_ls: float,
+               grad_accum_steps: int = 1) -> tuple[TrainState, dict]:
   """One Adam step on the label-smoothed loss per non-PAD target token (Section 5.3, 5.4).
+
+  With grad_accum_steps = k > 1 the batch is cut into k micro-batches by rows (micro-batch j
+  holds rows j, j + k, j + 2k, ..., so each device keeps its own rows), their loss sums, token
+  counts and gradients are summed in a `lax.scan`, and the sum is divided once by the total
+  number of target tokens: the same update as the whole batch at once, in 1/k of the
+  activation memory.
 
   Args:
     state: current TrainState.
-    batch: int32 'src' [B, S], 'tgt_in' [B, T], 'tgt_out' [B, T].
+    batch: int32 'src' [B, S], 'tgt_in' [B, T], 'tgt_out' [B, T]; B a multiple of k.
     rng: base PRNG key; the step number is folded in, so dropout differs per step and a
-      resumed run draws the same masks.
+      resumed run draws the same masks. Micro-batch j also folds in j (when k > 1).
+    grad_accum_steps: k, micro-batches per step (static).
 
   Returns:
     (new state, metrics of float32 scalars: loss, nll and tokens as sums; grad_norm).
+
+  Raises:
+    ValueError: B is not a multiple of k (names config.train.grad_accum_steps).
   """
-  dropout_rng = jax.random.fold_in(rng, state.step)
+  k = grad_accum_steps
+  rows = batch["tgt_out"].shape[0]
+  if rows % k:
+    raise ValueError(f"config.train.grad_accum_steps={k} must divide the batch rows, got {rows}")
+  step_rng = jax.random.fold_in(rng, state.step)
 
-  def loss_fn(params):
-    logits = model.apply({"params": params}, batch["src"], batch["tgt_in"], deterministic=False,
+  def loss_sums(params, micro, dropout_rng):
+    logits = model.apply({"params": params}, micro["src"], micro["tgt_in"], deterministic=False,
                          rngs={"dropout": dropout_rng})
-    loss, nll, tokens = label_smoothed_cross_entropy(logits, batch["tgt_out"], eps_ls)
-    return loss / jnp.maximum(tokens, 1.0), (loss, nll, tokens)
+    loss, nll, tokens = label_smoothed_cross_entropy(logits, micro["tgt_out"], eps_ls)
+    return loss, (nll, tokens)
 
-  grads, (loss, nll, tokens) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
+  if k == 1:
+    (loss, (nll, tokens)), grads = grad_fn(state.params, batch, step_rng)
+  else:
+    # [B, L] -> [B/k, k, L] -> [k, B/k, L]: micro-batch j is rows j, j + k, ...
+    micro = jax.tree_util.tree_map(
+        lambda x: jnp.swapaxes(x.reshape(rows // k, k, *x.shape[1:]), 0, 1), batch)
+
+    def accumulate(sums, inputs):
+      j, micro_batch = inputs
+      (loss, (nll, tokens)), grads = grad_fn(state.params, micro_batch,
+                                             jax.random.fold_in(step_rng, j))
+      return jax.tree_util.tree_map(jnp.add, sums, (grads, loss, nll, tokens)), None
+
+    zeros = (jax.tree_util.tree_map(jnp.zeros_like, state.params), *[jnp.float32(0)] * 3)
+    (grads, loss, nll, tokens), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(k), micro))
+  grads = jax.tree_util.tree_map(lambda g: g / jnp.maximum(tokens, 1.0), grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {"loss": loss, "nll": nll, "tokens": tokens, "grad_norm": optax.tree.norm(grads)}
@@ -79,19 +115,62 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, model: Transf
 
 
 def create_state(model: Transformer, tx: optax.GradientTransformation, rng: jax.Array,
-                 batch: Batch) -> TrainState:
-  """Initial TrainState (Glorot weights, embeddings N(0, d_model^-0.5)), unboxed."""
+                 batch: Batch, *, unbox: bool = True) -> TrainState:
+  """Initial TrainState (Glorot weights, embeddings N(0, d_model^-0.5)).
+
+  Only the shapes of `batch` ('src', 'tgt_in') matter, and not even those: the parameters
+  depend on `rng` alone. With unbox=False the parameters and Adam moments stay wrapped in
+  flax's `nn.Partitioned` (carrying their logical axis names), for `sharding.state_shardings`.
+  """
   variables = model.init(rng, batch["src"], batch["tgt_in"])
-  params = nn.meta.unbox(variables["params"])
+  params = nn.meta.unbox(variables["params"]) if unbox else variables["params"]
   return TrainState(jnp.int32(0), params, tx.init(params))
 
 
 def abstract_state(config: ml_collections.ConfigDict, model: Transformer) -> TrainState:
   """Shapes and dtypes (jax.ShapeDtypeStruct leaves) of the TrainState that `train` writes for
-  `config`, without computing it: the target structure for restoring a checkpoint."""
+  `config`, without computing it, placed whole on this process's first device: the target
+  for restoring a checkpoint written on any mesh (for decoding and evaluation)."""
   tx, _ = optim.make_optimizer(config)
   dummy = {"src": jnp.ones((1, 8), jnp.int32), "tgt_in": jnp.ones((1, 8), jnp.int32)}
-  return jax.eval_shape(lambda: create_state(model, tx, jax.random.PRNGKey(0), dummy))
+  shapes = jax.eval_shape(lambda: create_state(model, tx, jax.random.PRNGKey(0), dummy))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+
+
+def sharded_functions(config: ml_collections.ConfigDict, model: Transformer,
+                      tx: optax.GradientTransformation, mesh: jax.sharding.Mesh, rule_set):
+  """`create_state` and `train_step` compiled for `mesh` with the named rule set (sharding.py).
+
+  Returns:
+    (init, step, shardings). init(seed) -> TrainState with every array written straight into
+    its shards (shapes and logical axis names come from `jax.eval_shape`; no device ever holds
+    the whole state). step(state, batch, rng) -> (state, metrics): `train_step` with explicit
+    in/out shardings, donating `state`; batch arrays must have `sharding.batch_sharding`.
+    shardings: the TrainState's NamedShardings.
+  """
+  dummy = {"src": np.ones((1, 8), np.int32), "tgt_in": np.ones((1, 8), np.int32)}
+  boxed = jax.eval_shape(lambda: create_state(model, tx, jax.random.PRNGKey(0), dummy,
+                                              unbox=False))
+  state_sh = sharding_lib.state_shardings(boxed, mesh, rule_set)
+  replicated = sharding_lib.replicated(mesh)
+
+  def init(seed: int) -> TrainState:
+    return jax.jit(lambda: create_state(model, tx, jax.random.PRNGKey(seed), dummy),
+                   out_shardings=state_sh)()
+
+  compiled = jax.jit(functools.partial(train_step, model=model, tx=tx, eps_ls=config.train.eps_ls,
+                                       grad_accum_steps=config.train.grad_accum_steps),
+                     in_shardings=(state_sh, sharding_lib.batch_sharding(mesh, rule_set),
+                                   replicated),
+                     out_shardings=(state_sh, replicated), donate_argnums=(0,))
+
+  def step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rule_set):  # for the model's constraints
+      return compiled(state, batch, rng)
+
+  return init, step, state_sh
 
 
 def _prefetch(iterator: Iterator[dict[str, np.ndarray]], depth: int = 4) -> Iterator[dict]:
@@ -144,16 +223,29 @@ def _check_finite(recent: list[tuple[int, dict]], ckpts: ckpt_lib.Checkpoints) -
 
 class _StopRequest:
   """Turns the first SIGTERM or SIGINT into a request to checkpoint and stop after the current
-  step (what a preempted VM or Ctrl-C sends); a second one interrupts at once."""
+  step (what a preempted VM or Ctrl-C sends); a second one interrupts at once.
+
+  With several processes a checkpoint is a collective, so they must stop at the same step:
+  `signal` is then set only by `agree()`, which every process calls at the same steps.
+  """
 
   def __init__(self):
     self.signal: signal.Signals | None = None
+    self._received: signal.Signals | None = None
     self._previous = {}
 
   def _handle(self, signum, frame):
-    if self.signal is not None:
+    if self._received is not None:
       raise KeyboardInterrupt
-    self.signal = signal.Signals(signum)
+    self._received = signal.Signals(signum)
+    if jax.process_count() == 1:
+      self.signal = self._received
+
+  def agree(self) -> None:
+    """Multi-process: sets `signal` on every process if any process received one."""
+    if jax.process_count() > 1 and self.signal is None:
+      got = sharding_lib.any_process(self._received.value if self._received else 0)
+      self.signal = signal.Signals(got) if got else None
 
   def __enter__(self):
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -190,10 +282,11 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
   train_text = texts["train"]
   in_memory = train_text.src_path.startswith("tfds:")  # TFDS text has no file to train on
   try:
-    tokenizer = Tokenizer.load_or_train(
-        workdir / "spm.model", [train_text.src_path, train_text.tgt_path], d.vocab_size,
-        max_sentences=d.vocab_sample, seed=d.seed,
-        sentences=train_text.src + train_text.tgt if in_memory else None)
+    with sharding_lib.lead_first("vocabulary"):  # the others then load what process 0 wrote
+      tokenizer = Tokenizer.load_or_train(
+          workdir / "spm.model", [train_text.src_path, train_text.tgt_path], d.vocab_size,
+          max_sentences=d.vocab_sample, seed=d.seed,
+          sentences=train_text.src + train_text.tgt if in_memory else None)
   except ValueError as e:  # the vocabulary size does not fit the data or the saved vocabulary
     raise config_lib.ConfigError(f"config.{e}" if str(e).startswith("data.") else str(e)) from e
   stats = {}
@@ -228,11 +321,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
     WorkdirError: the workdir is a file or not writable.
   """
   config_lib.validate(config)
-  workdir = workdir_lib.prepare(workdir)
+  sharding_lib.initialize_distributed(config)
+  lead = jax.process_index() == 0  # only process 0 writes logs, metrics and reports
+  log = log if lead else (lambda *_: None)
+  workdir = workdir_lib.prepare(workdir) if lead else pathlib.Path(workdir)
   workdir_lib.check_config(workdir, config, allow_change=allow_config_change, log=log)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   t = config.train
   d = config.data
+  if t.grad_accum_steps < 1:
+    raise config_lib.ConfigError(
+        f"config.train.grad_accum_steps must be an integer >= 1, got {t.grad_accum_steps}")
+  mesh, rule_set = sharding_lib.make_mesh(config), sharding_lib.rules(config)
+  batch_sh = sharding_lib.batch_sharding(mesh, rule_set)
+  if lead:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
   tokenizer, train_data, val_data, stats = load_data(config, workdir, log)
   mcfg = config_lib.model_config(config)
@@ -240,25 +342,28 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   tx, schedule = optim.make_optimizer(config)
   train_batches = data_lib.BucketedBatches(train_data, tokens_per_batch=d.tokens_per_batch,
                                            boundaries=d.bucket_boundaries, seed=d.seed,
-                                           batch_multiple=d.batch_multiple)
+                                           batch_multiple=sharding_lib.rows_multiple(
+                                               config, mesh, rule_set))
   val_batches = data_lib.BucketedBatches(val_data, tokens_per_batch=d.tokens_per_batch,
                                          boundaries=d.bucket_boundaries, seed=d.seed,
                                          shuffle=False)
   stats["train_batches"] = train_batches.padding_stats()
-  (workdir / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+  if lead:
+    (workdir / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
   pad = stats["train_batches"]
   log(f"train batches: {pad['num_batches']} per epoch in {pad['num_shapes']} shapes; padding "
       f"{pad['tgt_pad_fraction']:.1%} of target and {pad['src_pad_fraction']:.1%} of source "
       "positions")
 
-  init_rng = jax.random.PRNGKey(t.seed)
   # Dropout masks are most of the random bits; the XLA RngBitGenerator ('rbg') makes them
   # several times faster than threefry on CPU.
-  dropout_rng = jax.random.key(t.seed + 1, impl=t.dropout_prng)
-  first = next(train_batches.epoch(0))
-  state = jax.jit(functools.partial(create_state, model, tx))(init_rng, first)
+  dropout_rng = jax.jit(lambda: jax.random.key(t.seed + 1, impl=t.dropout_prng),
+                        out_shardings=sharding_lib.replicated(mesh))()
+  init_fn, step_fn, _ = sharded_functions(config, model, tx, mesh, rule_set)
+  state = init_fn(t.seed)
   n_params = count_params(state.params)
-  log(f"model: {n_params:,} parameters ({n_params / 1e6:.2f}M)")
+  log(f"model: {n_params:,} parameters ({n_params / 1e6:.2f}M); mesh {dict(mesh.shape)}, "
+      f"sharding rules {config.sharding.rules!r}, {jax.process_count()} process(es)")
 
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
   start, state, meta = ckpts.restore_latest(state, log)
@@ -268,9 +373,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
       log(f"warning: checkpoint {start} was trained with data.seed={meta.get('data_seed')}, "
           f"resuming with data.seed={d.seed}: the batch order changes from here on")
     log(f"resumed from {ckpts.directory / str(start)} at step {start}")
-  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, eps_ls=t.eps_ls),
-                    donate_argnums=(0,))
-  writer = metrics_writer.MetricsWriter(workdir)
+  writer = metrics_writer.MetricsWriter(workdir) if lead else metrics_writer.NullWriter()
   writer.write(start, {"params": n_params, **{f"pad_{k}": v for k, v in pad.items()}}, kind="info")
 
   pending: list[dict] = []
@@ -278,16 +381,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   loop_start, total_tokens, total_train_s = time.perf_counter(), 0.0, 0.0
   interval_step_s: list[float] = []  # seconds per step in each log interval
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
-                  mininterval=2.0)
+                  mininterval=2.0, disable=not lead)
   step = start
   recent: list[tuple[int, dict]] = []  # (step, metrics) not yet checked for NaN/Inf
-  batches = _prefetch(train_batches.iterate(start))
+  # Each process pads only the rows its devices hold and places them (in the prefetch thread).
+  local = train_batches.iterate(start, rows=lambda n: sharding_lib.process_rows(batch_sh, n))
+  batches = _prefetch(sharding_lib.global_batch(b, batch_sh, train_batches.rows(
+      b["tgt_out"].shape[1])) for b in local)
   with _StopRequest() as stop:
     try:
       for step in range(start + 1, t.steps + 1):
-        batch = next(batches)
-        tokens_since += float(np.count_nonzero(batch["tgt_out"]))
-        state, metrics = step_fn(state, batch, dropout_rng)
+        state, metrics = step_fn(state, next(batches), dropout_rng)
         pending.append(metrics)
         recent.append((step, metrics))
         bar.update(1)
@@ -295,7 +399,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
           _check_finite(recent, ckpts)
           recent = []
           summed = jax.tree_util.tree_map(lambda *x: float(np.sum(x)), *jax.device_get(pending))
-          elapsed = time.perf_counter() - time_since
+          elapsed, tokens_since = time.perf_counter() - time_since, summed["tokens"]
           record = {"loss": summed["loss"] / summed["tokens"],
                     "nll": summed["nll"] / summed["tokens"],
                     "grad_norm": summed["grad_norm"] / len(pending),
@@ -310,8 +414,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
         if step % t.eval_every == 0 or step == t.steps:
           val = evaluate.perplexity(model, state.params, val_batches.epoch(0))
           writer.write(step, {"ppl": val["ppl"], "nll": val["nll"]}, kind="val")
-          bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
+          if lead:
+            bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
           time_since = time.perf_counter()  # evaluation time is not training throughput
+        if step % t.log_every == 0:  # several processes stop together, at a log step
+          stop.agree()
         if step % t.checkpoint_every == 0 or step == t.steps or stop.signal:
           _check_finite(recent, ckpts)
           recent = []
@@ -356,18 +463,28 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
   in config.train.final_eval_splits (sacreBLEU; also the paper's tokenized BLEU if
   config.train.paper_bleu), each translated into WORKDIR/{split}.hyp."""
   t, dc = config.train, config.decode
+  lead = jax.process_index() == 0
   steps = ckpts.steps()[-t.average_last:] if t.average_last > 1 else [ckpts.steps()[-1]]
-  params = ckpt_lib.average_params(ckpts, steps, state) if len(steps) > 1 else state.params
+  # Every process gets the whole parameters (restored replicated), then decodes on its own
+  # first device: simple, and the same on 1 device and on a pod.
+  if len(steps) > 1:
+    params = ckpt_lib.average_params(ckpts, steps, sharding_lib.replicated_like(state))
+  else:
+    params = sharding_lib.to_host(state.params)
   ckpt_lib.save_params(workdir / "final_params", params)
+  params = jax.device_put(params, jax.local_devices()[0])
   log(f"final model: average of checkpoints {steps}" if len(steps) > 1 else
       f"final model: checkpoint {steps[0]}")
   val = evaluate.perplexity(model, params, val_batches.epoch(0))
   result = {**(run_info or {}), "averaged_steps": steps,
             "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"],
             "beam_size": dc.beam_size, "alpha": dc.alpha}
-  result.update(evaluate.final_bleu(config, model, params, tokenizer, workdir, log))
+  # Every process decodes the same sentences; only process 0 writes translations and reports.
+  result.update(evaluate.final_bleu(config, model, params, tokenizer,
+                                    workdir if lead else None, log))
   writer.write(steps[-1], {"ppl": val["ppl"], "bleu": result.get("test_bleu", float("nan"))},
                kind="final")
-  (workdir / "final.json").write_text(json.dumps(result, indent=2) + "\n")
+  if lead:
+    (workdir / "final.json").write_text(json.dumps(result, indent=2) + "\n")
   log(f"dev perplexity {val['ppl']:.2f}")
   return result
