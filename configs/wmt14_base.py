@@ -25,8 +25,9 @@ EN-DE is also about 25000 source tokens: the paper's "approximately 25000 source
 25000 target tokens". This is the GLOBAL batch of one optimizer step, whatever the number of
 devices, so Eq. 3's warmup and the 100k steps stay the paper's. If one device cannot hold its
 share, split the step into micro-batches with gradient accumulation,
-`--config.train.grad_accum_steps=K` (config.train.grad_accum_steps, defined in
-transformer_jax/config.py once the sharding work lands), which keeps the global budget.
+`--config.train.grad_accum_steps=K`: each step's rows are split into K micro-batches whose
+gradients are summed before one division by the step's target tokens, so the update is the
+one of the whole 25000-token batch (tests/test_step_numerics.py).
 
 Checkpoints: the paper wrote one every 10 minutes and averaged the last 5 (Section 6.1); at
 its 0.4 s per step that is every 1500 steps, so the average covers the last ~7500 steps.
@@ -46,6 +47,7 @@ def get_config():
   c.data.vocab_sample = 2_000_000
   c.data.max_len = 256
   c.data.tokens_per_batch = 25000  # global, per optimizer step
+  c.train.grad_accum_steps = 1  # raise to K if a device cannot hold its share of the batch
 
   c.train.steps = 100_000
   c.train.warmup_steps = 4000

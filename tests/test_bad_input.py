@@ -302,5 +302,5 @@ def test_translate_stdin_that_is_not_utf8_is_named(trained_run):
                         capture_output=True, cwd=ROOT, env=env, timeout=300)
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert proc.stderr.decode().strip().endswith(
-      "error: /dev/stdin:2: line 2 is not valid UTF-8 (byte 2 of the line: invalid start byte; "
+      "error: <stdin>:2: line 2 is not valid UTF-8 (byte 2 of the line: invalid start byte; "
       "expected UTF-8 text)")

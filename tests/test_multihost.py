@@ -146,7 +146,8 @@ def _check_restore_and_decode_on_one_device(two_processes, one_process):
   test = data_lib.read_parallel(*config_lib.split_paths(config, "test"))
   hyps = evaluate.translate_lines(model, average, Tokenizer.load(workdir / "spm.model"), test.src,
                                   beam_size=dc.beam_size, alpha=dc.alpha,
-                                  max_extra_len=dc.max_extra_len, batch_size=dc.batch_size)
+                                  max_extra_len=dc.max_extra_len, batch_size=dc.batch_size,
+                                  max_src_len=config_lib.source_limit(config))
   written = (workdir / "test.hyp").read_text(encoding="utf-8").splitlines()
   assert len(written) == len(test.src) and sum(map(bool, written)) > len(written) // 2
   assert list(hyps) == written

@@ -52,6 +52,15 @@ def read_lines(path: str | Path, *, allow_empty: bool = False) -> list[str]:
   data = path.read_bytes()
   if not data and not allow_empty:
     raise DataError(f"{path}: file is empty (0 bytes; expected one sentence per line)")
+  return decode_lines(data, str(path))
+
+
+def decode_lines(data: bytes, name: str) -> list[str]:
+  """Strictly decoded, `.strip()`-ed lines of UTF-8 bytes (a leading BOM is dropped).
+
+  Raises:
+    DataError: a line is not valid UTF-8 (`name` and the 1-based line number named).
+  """
   raw = data.split(b"\n")
   if raw[-1] == b"":  # the final line terminator does not start another line
     raw.pop()
@@ -60,7 +69,7 @@ def read_lines(path: str | Path, *, allow_empty: bool = False) -> list[str]:
     try:
       text = line.decode("utf-8", errors="strict")
     except UnicodeDecodeError as e:
-      raise DataError(f"{path}:{n}: line {n} is not valid UTF-8 (byte {e.start} of the "
+      raise DataError(f"{name}:{n}: line {n} is not valid UTF-8 (byte {e.start} of the "
                       f"line: {e.reason}; expected UTF-8 text)") from None
     lines.append(text.lstrip("\ufeff").strip() if n == 1 else text.strip())
   return lines

@@ -145,8 +145,11 @@ def cmd_translate() -> None:
   from transformer_jax import data as data_lib
   from transformer_jax import evaluate
   config, model, tokenizer, params, source = _load_run(pathlib.Path(_require("workdir")))
-  # stdin is read like a file too, so bad UTF-8 there is reported with its line number.
-  lines = data_lib.read_lines(FLAGS.input or "/dev/stdin", allow_empty=True)
+  if FLAGS.input:
+    lines = data_lib.read_lines(FLAGS.input, allow_empty=True)
+  else:  # decoded as strictly as a file, so bad UTF-8 is reported with its line number
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    lines = data_lib.decode_lines(raw, "<stdin>")
   print(f"translating {len(lines)} lines with {source}", file=sys.stderr)
   options = _decode_options(config)
   hyps = evaluate.translate_lines(model, params, tokenizer, lines, **options)
