@@ -9,7 +9,9 @@ vocabulary, 400 training pairs) and coarse length buckets, so a run compiles onl
 from __future__ import annotations
 
 import importlib.util
+import io
 import pathlib
+import sys
 
 import ml_collections
 import pytest
@@ -102,3 +104,26 @@ def trained_run(tiny_data, tmp_path_factory) -> tuple[pathlib.Path, ml_collectio
   config = tiny_config(tiny_data, **{"train.final_eval": True})
   result = train_lib.train(config, workdir, log=lambda *_: None)
   return workdir, config, result
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+  """cli(*args, stdin='') runs `transformer-jax *args` in-process from the repository root and
+  returns (stdout, stderr); a refusal raises SystemExit. absl's FLAGS are reset around each
+  call. (--config.* overrides define absl flags once per process: pass them in a subprocess.)"""
+  from transformer_jax import main as main_lib
+  monkeypatch.chdir(ROOT)
+
+  def run(*args: str, stdin: str = "") -> tuple[str, str]:
+    argv = ["transformer-jax", *args]
+    monkeypatch.setattr(sys, "argv", argv)  # ml-collections looks for overrides here
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    main_lib.FLAGS.unparse_flags()
+    try:
+      main_lib.main(list(argv))
+    finally:
+      main_lib.FLAGS.unparse_flags()
+    out = capsys.readouterr()
+    return out.out, out.err
+
+  return run

@@ -8,7 +8,6 @@ go through `train`, which must report them before training a vocabulary or compi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -38,28 +37,6 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, TRANSFORMER_JAX_HUGE_PAGES="0")  # no re-exec: one JAX import
   return subprocess.run([sys.executable, "-m", "transformer_jax.main", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=300, env=env)
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-  """cli(*args, stdin='') runs `transformer-jax *args` in-process (no --config.* overrides:
-  those define absl flags once per process) and returns (stdout, stderr); a refusal raises
-  SystemExit. absl's FLAGS are reset around each call."""
-  monkeypatch.chdir(ROOT)
-
-  def run(*args: str, stdin: str = "") -> tuple[str, str]:
-    argv = ["transformer-jax", *args]
-    monkeypatch.setattr(sys, "argv", argv)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    main_lib.FLAGS.unparse_flags()
-    try:
-      main_lib.main(list(argv))
-    finally:
-      main_lib.FLAGS.unparse_flags()
-    out = capsys.readouterr()
-    return out.out, out.err
-
-  return run
 
 
 def _config_file(path, data: dict, overrides: dict):

@@ -12,7 +12,6 @@ defaults around each call, or a flag of one command (--input) would leak into th
 from __future__ import annotations
 
 import functools
-import io
 import json
 import re
 import subprocess
@@ -22,7 +21,6 @@ import pytest
 import sacrebleu
 
 from conftest import ROOT
-from transformer_jax import main as main_lib
 
 PAPER_BASE_PARAMS = 65_000_000  # Table 3, base: 65M with a ~37000 shared vocabulary
 COUNT = re.compile(r"^([\d,]+) parameters", re.M)
@@ -34,27 +32,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
   """`transformer-jax *args` in a fresh process, from the repository root (cached per args)."""
   return subprocess.run([sys.executable, "-m", "transformer_jax.main", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-  """cli(*args, stdin='') runs `transformer-jax *args` in-process from the repository root and
-  returns (stdout, stderr)."""
-  monkeypatch.chdir(ROOT)
-
-  def run(*args: str, stdin: str = "") -> tuple[str, str]:
-    argv = ["transformer-jax", *args]
-    monkeypatch.setattr(sys, "argv", argv)  # ml-collections looks for overrides here
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    main_lib.FLAGS.unparse_flags()
-    try:
-      main_lib.main(list(argv))
-    finally:
-      main_lib.FLAGS.unparse_flags()
-    out = capsys.readouterr()
-    return out.out, out.err
-
-  return run
 
 
 def _count(stdout: str) -> int:

@@ -21,7 +21,7 @@ import pytest
 
 from transformer_jax.attention import MultiHeadAttention, scaled_dot_product_attention
 from transformer_jax.config import ConfigError, TransformerConfig, default_config, model_config
-from transformer_jax.model import PAD_ID, Transformer, sinusoids
+from transformer_jax.model import PAD_ID, Transformer, count_params, param_shapes, sinusoids
 
 ROOT = Path(__file__).resolve().parents[1]
 C, D, F, H, K, V = 40, 32, 64, 4, 8, 12  # C appears in no other dimension
@@ -225,10 +225,7 @@ def test_model_config_rejects_tiny_vocab():
 @functools.lru_cache(maxsize=None)
 def _count(cfg: TransformerConfig) -> int:
   """Scalar parameters of the model, from shapes only (no initialisation is run)."""
-  x = jnp.zeros((1, 2), jnp.int32)
-  shapes = jax.eval_shape(Transformer(cfg).init, jax.random.PRNGKey(0), x, x)
-  leaves = jax.tree_util.tree_leaves(nn.meta.unbox(shapes))
-  return sum(math.prod(leaf.shape) for leaf in leaves)
+  return count_params(param_shapes(cfg))
 
 
 def _base_config() -> TransformerConfig:

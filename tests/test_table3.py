@@ -17,7 +17,6 @@ import pathlib
 import subprocess
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +28,7 @@ from transformer_jax import report
 from transformer_jax import sweep
 from transformer_jax import table3
 from transformer_jax import train as train_lib
-from transformer_jax.model import Transformer, count_params
+from transformer_jax.model import Transformer, count_params, param_shapes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAPER_CSV = ROOT.parent / "shared" / "paper" / "table3.csv"
@@ -104,10 +103,7 @@ def test_mini_scale_keeps_each_rows_relation_to_base(row):
 @functools.lru_cache(maxsize=None)
 def _count(row: str) -> int:
   """Parameters of a row at the paper's scale (37000-piece vocabulary), from shapes only."""
-  cfg = config_lib.model_config(table3.get_config(row))
-  x = jnp.zeros((1, 2), jnp.int32)
-  shapes = jax.eval_shape(Transformer(cfg).init, jax.random.PRNGKey(0), x, x)
-  return count_params(nn.meta.unbox(shapes["params"]))
+  return count_params(param_shapes(config_lib.model_config(table3.get_config(row))))
 
 
 @pytest.mark.parametrize("row", [r for r, (_, (_, _, p)) in table3.ROWS.items()

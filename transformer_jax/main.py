@@ -31,7 +31,6 @@ import os
 import pathlib
 import sys
 
-import jax
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
@@ -203,14 +202,12 @@ def _report_truncated(n: int, options: dict) -> None:
 
 def cmd_params() -> None:
   from transformer_jax import config as config_lib
-  from transformer_jax.model import Transformer, count_params
+  from transformer_jax.model import count_params, param_shapes
   if FLAGS.config is None:
     raise SystemExit(f"error: --config is required\n{_usage()}")
   config_lib.validate(FLAGS.config)
   mcfg = config_lib.model_config(FLAGS.config)
-  dummy = jax.numpy.ones((1, 8), "int32")
-  shapes = jax.eval_shape(lambda: Transformer(mcfg).init(jax.random.PRNGKey(0), dummy, dummy))
-  n = count_params(shapes["params"])
+  n = count_params(param_shapes(mcfg))
   print(f"{n:,} parameters ({n / 1e6:.2f}M) with vocab_size={mcfg.vocab_size}, "
         f"N={mcfg.n_layers}, d_model={mcfg.d_model}, d_ff={mcfg.d_ff}, h={mcfg.h}, "
         f"d_k={mcfg.d_k}, d_v={mcfg.d_v}")

@@ -304,6 +304,14 @@ class Transformer(nn.Module):
     return self._logits(y[:, 0]), new_cache
 
 
+def param_shapes(cfg: TransformerConfig):
+  """The parameter tree of `Transformer(cfg)` as unboxed jax.ShapeDtypeStruct leaves, from
+  shapes only: nothing is initialised or allocated (jax.eval_shape)."""
+  x = jnp.zeros((1, 2), jnp.int32)
+  shapes = jax.eval_shape(Transformer(cfg).init, jax.random.PRNGKey(0), x, x)
+  return nn.meta.unbox(shapes["params"])
+
+
 def count_params(params) -> int:
   """Number of scalar parameters in a (possibly boxed) parameter tree."""
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(nn.meta.unbox(params))))

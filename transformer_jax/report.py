@@ -268,11 +268,13 @@ def plot_curves(records: list[dict[str, Any]], path: pathlib.Path) -> pathlib.Pa
   return path
 
 
-def _markdown(lines, records, plots: list[pathlib.Path]) -> str:
-  rows = table_rows(lines)
+TITLE = "Table 3: our runs beside the paper's"
+
+
+def _markdown(lines, rows: list[list[str]], records, plots: list[pathlib.Path]) -> str:
   counts = agreement_counts(lines)
   scales = sorted({r.get("paper", {}).get("scale", "?") for r in records})
-  out = ["# Table 3: our runs beside the paper's", "",
+  out = [f"# {TITLE}", "",
          f"{len(records)} run records, scale {', '.join(scales)}. Ours: dev perplexity per "
          "wordpiece and dev sacreBLEU (beam search, no checkpoint averaging), mean ± sample sd "
          "over seeds. Paper: newstest2013, Table 3. Δ = row minus base (ours against our base, "
@@ -290,22 +292,23 @@ def _markdown(lines, records, plots: list[pathlib.Path]) -> str:
   return "\n".join(out)
 
 
-def _html(markdown_title: str, lines, records, plots: list[pathlib.Path], md: str) -> str:
-  rows = table_rows(lines)
+def _html(rows: list[list[str]], plots: list[pathlib.Path], md: str) -> str:
+  """The Markdown report as one HTML page: its intro paragraph, table and notes, with the plots
+  embedded as base64 PNGs."""
   head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
   body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                  for r in rows)
-  intro = [line for line in md.split("\n\n")[1:2]]
+  intro = md.split("\n\n")[1]  # the paragraph after the title
   images = "".join(
       f'<p><img alt="{p.stem}" src="data:image/png;base64,'
       f'{base64.b64encode(p.read_bytes()).decode()}"></p>' for p in plots)
   notes = "".join(f"<p>{html.escape(line)}</p>" for line in md.split("\n")
                   if line.startswith(("Direction", "BLEU signature")))
-  return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{markdown_title}</title>"
+  return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{TITLE}</title>"
           "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
           "font-size:13px}td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
           "td:first-child{text-align:left}</style></head><body>"
-          f"<h1>{markdown_title}</h1><p>{html.escape(intro[0] if intro else '')}</p>"
+          f"<h1>{TITLE}</h1><p>{html.escape(intro)}</p>"
           f"<table><tr>{head}</tr>{body}</table>{notes}{images}</body></html>\n")
 
 
@@ -330,9 +333,9 @@ def compare(dirs: Sequence[str | pathlib.Path], output: str | pathlib.Path) -> d
   lines = summarize(records)
   plots = [plot_deltas(lines, output.with_name(output.name + "_deltas.png")),
            plot_curves(records, output.with_name(output.name + "_curves.png"))]
-  md = _markdown(lines, records, plots)
+  rows = table_rows(lines)
+  md = _markdown(lines, rows, records, plots)
   md_path, html_path = output.with_suffix(".md"), output.with_suffix(".html")
   md_path.write_text(md, encoding="utf-8")
-  html_path.write_text(_html("Table 3: our runs beside the paper's", lines, records, plots, md),
-                       encoding="utf-8")
-  return {"markdown": md_path, "html": html_path, "rows": table_rows(lines)}
+  html_path.write_text(_html(rows, plots, md), encoding="utf-8")
+  return {"markdown": md_path, "html": html_path, "rows": rows}

@@ -60,11 +60,8 @@ def has_checkpoints(workdir: pathlib.Path) -> bool:
 def _param_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple]:
   """{parameter path: shape} of the model `config` describes, without allocating it."""
   import jax
-  from transformer_jax.model import Transformer
-  model = Transformer(config_lib.model_config(config))
-  dummy = jax.numpy.ones((1, 8), "int32")
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, dummy))
-  flat = jax.tree_util.tree_flatten_with_path(shapes["params"])[0]
+  from transformer_jax.model import param_shapes
+  flat = jax.tree_util.tree_flatten_with_path(param_shapes(config_lib.model_config(config)))[0]
   return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
 
 
