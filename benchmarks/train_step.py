@@ -1,9 +1,10 @@
 r"""Fixed-shape train-step throughput and model FLOP utilisation (MFU).
 
-  python benchmarks/train_step.py [--sizes=small,base] [--repeats=7]
+  python benchmarks/train_step.py [--sizes=small,base] [--repeats=5] [--rounds=3] [--no_torch]
 
-Prints, per size, the median step time over `repeats` timed steps (after one compile step),
-target tokens per second, and MFU = model FLOPs/s / peak, where model FLOPs per step are
+Prints, per size and framework, the median step time over rounds x repeats timed steps (after
+one compile or two warm-up steps), our step and the PyTorch eager peer (benchmarks/torch_peer.py)
+alternating round by round in the same process, target tokens per second, their ratio, and MFU = model FLOPs/s / peak, where model FLOPs per step are
 6 x (non-embedding parameters x (source + target tokens) split between encoder and decoder,
 plus the output projection per target token) plus attention score/value FLOPs, and the peak
 is the float32 matmul rate measured here on the same machine (a 2048^3 matmul, best of 5).
@@ -24,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import torch_peer
+
 from transformer_jax import optim, train
-from transformer_jax.config import TransformerConfig, default_config
+from transformer_jax.config import TransformerConfig, default_config, model_config
 from transformer_jax.model import Transformer, count_params
 
 SIZES = {
@@ -63,13 +66,18 @@ def model_flops(cfg: TransformerConfig, batch: int, src_len: int, tgt_len: int) 
   return 6 * matmul + 3 * attn
 
 
-def bench(name: str, repeats: int) -> dict:
+def jax_runner(name: str):
+  """Builds our train step at size `name` and compiles it with one step.
+
+  Returns:
+    (config.model view, parameter count, time_steps) where time_steps(n) takes n train steps
+    and returns their wall times in seconds.
+  """
   s = SIZES[name]
   config = default_config()
   config.model.update(d_model=s["d_model"], h=s["h"], d_k=s["d_model"] // s["h"],
                       d_v=s["d_model"] // s["h"], n_layers=s["n_layers"], d_ff=s["d_ff"])
   config.data.vocab_size = s["vocab"]
-  from transformer_jax.config import model_config
   cfg = model_config(config)
   model = Transformer(cfg)
   tx, _ = optim.make_optimizer(config)
@@ -77,37 +85,65 @@ def bench(name: str, repeats: int) -> dict:
   shape = (s["batch"], s["length"])
   batch = {k: jnp.asarray(rng.integers(4, s["vocab"], size=shape), jnp.int32)
            for k in ("src", "tgt_in", "tgt_out")}
-  state = jax.jit(functools.partial(train.create_state, model, tx))(jax.random.PRNGKey(0), batch)
+  holder = [jax.jit(functools.partial(train.create_state, model, tx))(jax.random.PRNGKey(0),
+                                                                        batch)]
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, eps_ls=0.1),
                  donate_argnums=(0,))
   key = jax.random.key(1, impl=config.train.dropout_prng)
-  state, m = step(state, batch, key)
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, m = step(state, batch, key)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - start)
-  t = float(np.median(times))
-  tokens = s["batch"] * s["length"]
-  return {"size": name, "params": count_params(state.params), "step_s": t,
-          "tokens_per_s": tokens / t, "flops_per_s": model_flops(cfg, *shape, s["length"]) / t}
+
+  def time_steps(n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+      start = time.perf_counter()
+      holder[0], m = step(holder[0], batch, key)
+      jax.block_until_ready(m)
+      times.append(time.perf_counter() - start)
+    return times
+
+  time_steps(1)  # compile
+  return cfg, count_params(holder[0].params), time_steps
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--sizes", default="small,base")
-  parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--repeats", type=int, default=5, help="timed steps per round")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="alternating JAX / PyTorch rounds per size")
+  parser.add_argument("--no_torch", action="store_true", help="time our step only")
   args = parser.parse_args()
+  torch_version = None if args.no_torch else torch_peer.available()
   peak = matmul_peak()
   print(f"machine: {platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}, "
-        f"device {jax.devices()[0].device_kind}; GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}")
-  print(f"measured fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s")
+        f"device {jax.devices()[0].device_kind}; torch {torch_version}; "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}")
+  if torch_version is None and not args.no_torch:
+    print("torch is not installed: no PyTorch column (pip install torch==2.13.0)")
+  print(f"measured fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s; {args.rounds} rounds x "
+        f"{args.repeats} steps per framework, medians")
   for name in args.sizes.split(","):
-    r = bench(name, args.repeats)
-    print(f"{r['size']:6s} params {r['params'] / 1e6:6.2f}M  step {r['step_s'] * 1e3:7.1f} ms  "
-          f"{r['tokens_per_s']:8.0f} target tok/s  MFU {r['flops_per_s'] / peak:6.1%}")
+    s = SIZES[name]
+    tokens = s["batch"] * s["length"]
+    cfg, n_params, jax_steps = jax_runner(name)
+    flops = model_flops(cfg, s["batch"], s["length"], s["length"])
+    runs = {"jax": ([], n_params, jax_steps)}
+    if torch_version:
+      import torch
+      torch.set_num_threads(os.cpu_count())
+      t_params, torch_steps = torch_peer.runner(s)
+      runs["torch"] = ([], t_params, torch_steps)
+    for _ in range(args.rounds):  # alternate so that drifts of the machine hit both alike
+      for times, _, fn in runs.values():
+        times.extend(fn(args.repeats))
+    medians = {}
+    for fw, (times, params, _) in runs.items():
+      t = float(np.median(times))
+      medians[fw] = t
+      print(f"{name:6s} {fw:6s} params {params / 1e6:6.2f}M  step {t * 1e3:7.1f} ms "
+            f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f})  "
+            f"{tokens / t:8.0f} target tok/s  MFU {flops / t / peak:6.1%}")
+    if "torch" in medians:
+      print(f"{name:6s} jax / torch target tokens/s: {medians['torch'] / medians['jax']:.2f}x")
 
 
 if __name__ == "__main__":

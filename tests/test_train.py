@@ -25,7 +25,8 @@ from transformer_jax import train as train_lib
 from transformer_jax.model import Transformer
 from transformer_jax.tokenizer import EOS_ID, Tokenizer
 
-TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_sec", "grad_norm")
+TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_sec", "grad_norm",
+              "input_wait_fraction")
 
 
 def _records(workdir, kind: str) -> list[dict]:
@@ -72,10 +73,12 @@ def test_tiny_run_lowers_loss_and_logs_every_metric(trained_run):
     assert set(TRAIN_KEYS) <= set(r), r
     assert all(math.isfinite(r[k]) for k in TRAIN_KEYS), r
     assert r["tokens_per_sec"] > 0 and r["grad_norm"] > 0, r
+    assert 0 <= r["input_wait_fraction"] < 1, r
   # Label-smoothed loss per token: about ln(256) = 5.5 at the start; the unigram plateau is ~4.1.
   assert train[-1]["loss"] < train[0]["loss"] - 1.0, (train[0], train[-1])
   assert train[-1]["loss"] < 3.8, train[-1]
   assert result["step"] == TINY_STEPS
+  assert 0 <= result["input_wait_seconds"] < result["train_seconds"], result
 
 
 def test_learning_rate_follows_eq3(trained_run):

@@ -216,7 +216,7 @@ def cmd_params() -> None:
 _MALLOC_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
-def _reexec_with_huge_pages() -> None:
+def _reexec_with_huge_pages(argv: list[str] | None = None) -> None:
   """Restarts this command with glibc's malloc backed by transparent huge pages (Linux only).
 
   XLA on CPU allocates its large buffers afresh every step; with 4 KiB pages each allocation
@@ -224,13 +224,19 @@ def _reexec_with_huge_pages() -> None:
   older ones) cuts them about 10x and made the Multi30k train step about 15% faster here
   (benchmarks/RESULTS.md). The tunable must be set before the process starts, hence the
   re-exec. TRANSFORMER_JAX_HUGE_PAGES=0 turns this off.
+
+  Args:
+    argv: the command line to restart, program first (default: `python -m transformer_jax.main`
+      with this process's arguments); benchmarks pass their own script's.
   """
   tunables = os.environ.get("GLIBC_TUNABLES", "")
   if (not sys.platform.startswith("linux") or "glibc.malloc.hugetlb" in tunables
       or os.environ.get("TRANSFORMER_JAX_HUGE_PAGES", "1") == "0"):
     return
   env = dict(os.environ, GLIBC_TUNABLES=f"{tunables}:{_MALLOC_TUNABLE}".lstrip(":"))
-  os.execve(sys.executable, [sys.executable, "-m", "transformer_jax.main", *sys.argv[1:]], env)
+  if argv is None:
+    argv = [sys.executable, "-m", "transformer_jax.main", *sys.argv[1:]]
+  os.execve(argv[0], argv, env)
 
 
 def cmd_average() -> None:

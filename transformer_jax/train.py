@@ -379,6 +379,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   pending: list[dict] = []
   tokens_since, time_since = 0.0, time.perf_counter()
   loop_start, total_tokens, total_train_s = time.perf_counter(), 0.0, 0.0
+  # Seconds the loop spent blocked on the input pipeline: an upper bound on the device's wait
+  # for input, since with asynchronous dispatch the previous step may still be running.
+  wait_since, total_wait_s = 0.0, 0.0
   interval_step_s: list[float] = []  # seconds per step in each log interval
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                   mininterval=2.0, disable=not lead)
@@ -391,7 +394,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   with _StopRequest() as stop:
     try:
       for step in range(start + 1, t.steps + 1):
-        state, metrics = step_fn(state, next(batches), dropout_rng)
+        before_input = time.perf_counter()
+        batch = next(batches)
+        wait_since += time.perf_counter() - before_input
+        state, metrics = step_fn(state, batch, dropout_rng)
         pending.append(metrics)
         recent.append((step, metrics))
         bar.update(1)
@@ -405,18 +411,22 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
                     "grad_norm": summed["grad_norm"] / len(pending),
                     "learning_rate": float(schedule(step - 1)),
                     "tokens_per_sec": tokens_since / elapsed,
+                    "input_wait_fraction": wait_since / elapsed,
                     "epoch": step / train_batches.num_batches}
           writer.write(step, record, kind="train")
           total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
+          total_wait_s += wait_since
           interval_step_s.append(elapsed / len(pending))
           bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
-          pending, tokens_since, time_since = [], 0.0, time.perf_counter()
+          pending, tokens_since, wait_since, time_since = [], 0.0, 0.0, time.perf_counter()
         if step % t.eval_every == 0 or step == t.steps:
           val = evaluate.perplexity(model, state.params, val_batches.epoch(0))
           writer.write(step, {"ppl": val["ppl"], "nll": val["nll"]}, kind="val")
           if lead:
             bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
-          time_since = time.perf_counter()  # evaluation time is not training throughput
+          # Evaluation time is not training throughput; an evaluation between log steps also
+          # discards that interval's input wait, so the fraction stays a fraction of train time.
+          time_since, wait_since = time.perf_counter(), 0.0
         if step % t.log_every == 0:  # several processes stop together, at a log step
           stop.agree()
         if step % t.checkpoint_every == 0 or step == t.steps or stop.signal:
@@ -443,6 +453,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
             "loop_seconds": time.perf_counter() - loop_start,
             "tokens_per_sec_mean": total_tokens / max(total_train_s, 1e-9),
             "target_tokens_seen": total_tokens, "train_seconds": total_train_s,
+            "input_wait_seconds": total_wait_s,
             "steps_run": step - start}
   if t.get("paper_model") and interval_step_s:  # median: compiles and evals excluded
     result["budget"] = budget.budget_report(
