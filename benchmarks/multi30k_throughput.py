@@ -30,59 +30,38 @@ otherwise idle machine: the training uses every core.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
 import platform
 import resource
+import statistics
 import sys
 import tempfile
 
+from transformer_jax import config as config_lib
+
 CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "multi30k.py"
-_REEXEC_MARK = "_MULTI30K_THROUGHPUT_REEXECUTED"  # set for the re-executed process only
 
 
 def huge_pages(no_huge_pages: bool) -> str:
-  """Re-executes this script with malloc huge pages unless told not to; returns how it runs."""
-  reexecuted = os.environ.pop(_REEXEC_MARK, None) is not None
-  if not no_huge_pages and not reexecuted:
+  """Re-executes this script with malloc huge pages unless told not to; says how it runs."""
+  if not no_huge_pages:
     from transformer_jax.main import _reexec_with_huge_pages
-    os.environ[_REEXEC_MARK] = "1"
     _reexec_with_huge_pages([sys.executable, *sys.argv])  # returns only if it does not re-exec
-    del os.environ[_REEXEC_MARK]
   on = "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "")
-  if reexecuted:
-    why = "re-executed with it added to GLIBC_TUNABLES, as the transformer-jax CLI does"
-  elif on:
-    why = "GLIBC_TUNABLES already had it when started"
-  elif no_huge_pages:
-    why = "--no_huge_pages"
-  elif os.environ.get("TRANSFORMER_JAX_HUGE_PAGES", "1") == "0":
-    why = "TRANSFORMER_JAX_HUGE_PAGES=0"
-  else:
-    why = f"not re-executed on {sys.platform}"
-  return f"malloc huge pages (glibc.malloc.hugetlb=1): {'on' if on else 'off'} ({why})"
+  return f"malloc huge pages (glibc.malloc.hugetlb=1): {'on' if on else 'off'}"
 
 
-def load_config(path: pathlib.Path, steps: int, log_every: int):
-  """The config file's get_config(), as `--config=PATH` loads it, set up for a timed run."""
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+def load_config(steps: int, log_every: int):
+  """configs/multi30k.py's config, set up for a timed run."""
+  config = config_lib.load_file(CONFIG)
   config.train.steps = steps
   config.train.log_every = log_every
   config.train.eval_every = steps  # dev evaluation and checkpoint only at the last step
   config.train.checkpoint_every = steps
   config.train.final_eval = False
   return config
-
-
-def _median(values: list[float]) -> float:
-  values = sorted(values)
-  n = len(values)
-  return (values[(n - 1) // 2] + values[n // 2]) / 2
 
 
 def _pct(x: float | None) -> str:
@@ -101,8 +80,8 @@ def summarize(workdir: pathlib.Path, result: dict, warmup_steps: int) -> list[st
   seen, train_s = result["target_tokens_seen"], result["train_seconds"]
   if post:
     tok = [r["tokens_per_sec"] for r in post]
-    head = (f"median {_median(tok):.0f} over {len(post)} intervals from step {warmup_steps} "
-            f"(min {min(tok):.0f}, max {max(tok):.0f})")
+    head = (f"median {statistics.median(tok):.0f} over {len(post)} intervals from step "
+            f"{warmup_steps} (min {min(tok):.0f}, max {max(tok):.0f})")
   else:
     head = f"no log interval starts at or after step {warmup_steps} (--warmup_steps)"
   lines.append(f"target tokens/s (non-PAD): {head}; mean {seen / max(train_s, 1e-9):.0f} over "
@@ -114,8 +93,9 @@ def summarize(workdir: pathlib.Path, result: dict, warmup_steps: int) -> list[st
                f"{info.get('pad_num_shapes', 'n/a')} shapes)")
 
   waits = [r["input_wait_fraction"] for r in post if "input_wait_fraction" in r]
-  post_wait = (f"median {_pct(_median(waits))}, max {_pct(max(waits))} of post-warm-up interval "
-               "time" if waits else "no post-warm-up interval with input_wait_fraction")
+  post_wait = (f"median {_pct(statistics.median(waits))}, max {_pct(max(waits))} of "
+               "post-warm-up interval time" if waits
+               else "no post-warm-up interval with input_wait_fraction")
   wait_s = result.get("input_wait_seconds")
   total_wait = ("n/a" if wait_s is None else
                 f"{_pct(wait_s / max(train_s, 1e-9))} of the whole run ({wait_s:.2f} s of "
@@ -158,7 +138,7 @@ def main():
   print(pages, flush=True)
   print(f"training {CONFIG.relative_to(CONFIG.parent.parent)} for {args.steps} steps, logging "
         f"every {args.log_every}, warm-up {args.warmup_steps} steps", flush=True)
-  config = load_config(CONFIG, args.steps, args.log_every)
+  config = load_config(args.steps, args.log_every)
   log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
 
   with tempfile.TemporaryDirectory(prefix="multi30k_throughput_") as tmp:

@@ -13,7 +13,6 @@ torch is an optional benchmark dependency (`pip install torch==2.13.0`, the CPU 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -75,8 +74,8 @@ def runner(size: dict, seed: int = 0):
     seed: seeds torch and the random batch (token ids 4..vocab-1, no PAD).
 
   Returns:
-    (parameter count, time_steps) where time_steps(n) takes n train steps and returns their
-    wall times in seconds.
+    (parameter count, step) where step() takes one train step and returns its loss (a host
+    sync, as the JAX side waits for its step).
   """
   import torch
   import torch.nn.functional as F
@@ -98,16 +97,8 @@ def runner(size: dict, seed: int = 0):
                            ignore_index=PAD, label_smoothing=0.1)
     loss.backward()
     opt.step()
-    return loss.detach().item()  # one host sync per step, like the JAX side's block_until_ready
-
-  def time_steps(n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-      start = time.perf_counter()
-      step()
-      times.append(time.perf_counter() - start)
-    return times
+    return loss.detach().item()
 
   for _ in range(2):
     step()
-  return sum(p.numel() for p in model.parameters()), time_steps
+  return sum(p.numel() for p in model.parameters()), step

@@ -4,10 +4,11 @@ r"""Fixed-shape train-step throughput and model FLOP utilisation (MFU).
 
 Prints, per size and framework, the median step time over rounds x repeats timed steps (after
 one compile or two warm-up steps), our step and the PyTorch eager peer (benchmarks/torch_peer.py)
-alternating round by round in the same process, target tokens per second, their ratio, and MFU = model FLOPs/s / peak, where model FLOPs per step are
-6 x (non-embedding parameters x (source + target tokens) split between encoder and decoder,
-plus the output projection per target token) plus attention score/value FLOPs, and the peak
-is the float32 matmul rate measured here on the same machine (a 2048^3 matmul, best of 5).
+alternating round by round in the same process, target tokens per second, their ratio, and
+MFU = model FLOPs/s / peak, where model FLOPs per step are 6 x (non-embedding parameters x
+(source + target tokens) split between encoder and decoder, plus the output projection per
+target token) plus attention score/value FLOPs, and the peak is the float32 matmul rate
+measured here on the same machine (a 2048^3 matmul, best of 5).
 
 Sizes (issue 5): small = vocab 8000, d_model 256, h 4, N 3+3, d_ff 1024, batch 32 x 64;
 base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64.
@@ -70,8 +71,8 @@ def jax_runner(name: str):
   """Builds our train step at size `name` and compiles it with one step.
 
   Returns:
-    (config.model view, parameter count, time_steps) where time_steps(n) takes n train steps
-    and returns their wall times in seconds.
+    (config.model view, parameter count, step) where step() takes one train step and waits
+    for it.
   """
   s = SIZES[name]
   config = default_config()
@@ -91,17 +92,12 @@ def jax_runner(name: str):
                  donate_argnums=(0,))
   key = jax.random.key(1, impl=config.train.dropout_prng)
 
-  def time_steps(n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-      start = time.perf_counter()
-      holder[0], m = step(holder[0], batch, key)
-      jax.block_until_ready(m)
-      times.append(time.perf_counter() - start)
-    return times
+  def one_step() -> None:
+    holder[0], m = step(holder[0], batch, key)
+    jax.block_until_ready(m)
 
-  time_steps(1)  # compile
-  return cfg, count_params(holder[0].params), time_steps
+  one_step()  # compile
+  return cfg, count_params(holder[0].params), one_step
 
 
 def main():
@@ -124,17 +120,17 @@ def main():
   for name in args.sizes.split(","):
     s = SIZES[name]
     tokens = s["batch"] * s["length"]
-    cfg, n_params, jax_steps = jax_runner(name)
+    cfg, n_params, jax_step = jax_runner(name)
     flops = model_flops(cfg, s["batch"], s["length"], s["length"])
-    runs = {"jax": ([], n_params, jax_steps)}
+    runs = {"jax": ([], n_params, jax_step)}
     if torch_version:
       import torch
       torch.set_num_threads(os.cpu_count())
-      t_params, torch_steps = torch_peer.runner(s)
-      runs["torch"] = ([], t_params, torch_steps)
+      t_params, torch_step = torch_peer.runner(s)
+      runs["torch"] = ([], t_params, torch_step)
     for _ in range(args.rounds):  # alternate so that drifts of the machine hit both alike
-      for times, _, fn in runs.values():
-        times.extend(fn(args.repeats))
+      for times, _, step in runs.values():
+        times.extend(_time(step) for _ in range(args.repeats))
     medians = {}
     for fw, (times, params, _) in runs.items():
       t = float(np.median(times))

@@ -8,7 +8,6 @@ vocabulary, 400 training pairs) and coarse length buckets, so a run compiles onl
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import pathlib
 import sys
@@ -16,19 +15,12 @@ import sys
 import ml_collections
 import pytest
 
+from transformer_jax import config as config_lib
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MULTI30K = ROOT / "transformer_jax" / "assets" / "multi30k"
 N_TRAIN, N_VAL, N_TEST = 400, 40, 40  # lines taken from the top of each Multi30k split
 TINY_STEPS = 300  # steps of the session run: enough to leave the unigram plateau (~15 s)
-
-
-def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file, loaded by path as absl's --config flag would."""
-  path = pathlib.Path(path)
-  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _head(src: pathlib.Path, dst: pathlib.Path, n: int) -> str:
@@ -57,7 +49,7 @@ def tiny_config(data: dict[str, str], **overrides) -> ml_collections.ConfigDict:
     data: paths from the `tiny_data` fixture.
     overrides: 'section.key' -> value, e.g. **{"train.steps": 10}.
   """
-  c = load_config_file(ROOT / "configs" / "multi30k.py")
+  c = config_lib.load_file(ROOT / "configs" / "multi30k.py")
   c.model.d_model = 32
   c.model.d_ff = 64
   c.model.h = 4

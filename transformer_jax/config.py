@@ -12,6 +12,8 @@ qkv_dim; it cannot express d_k != d_v.)
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import pathlib
 
 import ml_collections
 
@@ -163,6 +165,20 @@ def default_config() -> ml_collections.ConfigDict:
   c.decode.max_extra_len = 50  # output may be this many tokens longer than the input
   c.decode.batch_size = 64  # sentences decoded together
   return c
+
+
+def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file (e.g. configs/multi30k.py), loaded by path as the
+  `--config=PATH` flag loads it.
+
+  Raises:
+    FileNotFoundError: no file at `path`.
+  """
+  path = pathlib.Path(path)
+  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def model_config(config: ml_collections.ConfigDict) -> TransformerConfig:
