@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from conftest import ROOT, load_config_file
+from conftest import ROOT
 from transformer_jax import budget
-from transformer_jax.config import ConfigError, model_config
+from transformer_jax.config import ConfigError, load_file, model_config
 from transformer_jax.model import count_params, param_shapes
 
 PAPER = {  # Table 3 rows 'base' and 'big', Section 5.2
@@ -22,7 +22,7 @@ PAPER = {  # Table 3 rows 'base' and 'big', Section 5.2
 
 
 def _config(variant: str):
-  return load_config_file(ROOT / "configs" / f"wmt14_{variant}.py")
+  return load_file(ROOT / "configs" / f"wmt14_{variant}.py")
 
 
 def _closed_form_count(C, D, F, H, K, V, N) -> int:
