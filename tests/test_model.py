@@ -207,6 +207,7 @@ def test_pre_ln_and_learned_positions_build_and_run(tiny):
     ({"positions": "foo"}, "config.model.positions"),
     ({"norm": "sandwich"}, "config.model.norm"),
     ({"dtype": "float16"}, "config.model.dtype"),
+    ({"dropout_algorithm": "mt19937"}, "config.model.dropout_algorithm"),
 ])
 def test_config_errors_name_the_key(override, key):
   with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

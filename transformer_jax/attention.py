@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from transformer_jax import dropout as dropout_lib
+
 # Large but finite, so a row whose keys are all masked (an all-PAD batch row) gives a uniform
 # distribution rather than NaN.
 _MASKED = -1e9
@@ -29,7 +31,8 @@ _out_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=
 
 def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
                                  dropout_rate: float = 0.0,
-                                 dropout_rng: Optional[jax.Array] = None) -> jax.Array:
+                                 dropout_rng: Optional[jax.Array] = None,
+                                 dropout_algorithm: str = "three_fry") -> jax.Array:
   """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, per head (Eq. 1).
 
   Args:
@@ -39,6 +42,7 @@ def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask:
     mask: bool, broadcastable to [B, H, T, S]; True where a query may attend to a key.
     dropout_rate: dropout on the attention weights (not in the paper; 0 disables).
     dropout_rng: PRNG key, required when dropout_rate > 0.
+    dropout_algorithm: RngBitGenerator algorithm of its mask (dropout.ALGORITHMS).
 
   Returns:
     [B, T, H, V] in the dtype of `v`. The softmax is computed in float32.
@@ -49,8 +53,8 @@ def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask:
   logits = jnp.where(mask, logits, _MASKED)
   weights = jax.nn.softmax(logits, axis=-1)  # [B, H, T, S]
   if dropout_rate > 0.0:
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+    weights = dropout_lib.dropout(weights, dropout_rng, dropout_rate,
+                                  algorithm=dropout_algorithm)
   return jnp.einsum("BHTS,BSHV->BTHV", weights.astype(v.dtype), v)
 
 
@@ -65,6 +69,7 @@ class MultiHeadAttention(nn.Module):
     d_v: per-head value width V.
     d_model: output width D.
     p_drop_attn: dropout on attention weights (0 in the paper).
+    dropout_algorithm: RngBitGenerator algorithm of its masks (dropout.ALGORITHMS).
     dtype: dtype of the matmuls.
   """
 
@@ -73,6 +78,7 @@ class MultiHeadAttention(nn.Module):
   d_v: int
   d_model: int
   p_drop_attn: float = 0.0
+  dropout_algorithm: str = "three_fry"
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
@@ -99,7 +105,8 @@ class MultiHeadAttention(nn.Module):
     q = jnp.einsum("BTD,DHK->BTHK", x_q.astype(self.dtype), self.w_q.astype(self.dtype))
     rate = 0.0 if deterministic else self.p_drop_attn
     rng = self.make_rng("dropout") if rate > 0.0 else None
-    heads = scaled_dot_product_attention(q, k, v, mask, dropout_rate=rate, dropout_rng=rng)
+    heads = scaled_dot_product_attention(q, k, v, mask, dropout_rate=rate, dropout_rng=rng,
+                                         dropout_algorithm=self.dropout_algorithm)
     return jnp.einsum("BTHV,HVD->BTD", heads, self.w_o.astype(self.dtype))  # concat + W_O
 
   def __call__(self, x_q: jax.Array, x_kv: jax.Array, mask: jax.Array, *,

@@ -37,6 +37,8 @@ class TransformerConfig:
     p_drop: residual dropout P_drop on each sub-layer output and on the embedding sums
       (Section 5.4).
     p_drop_attn: dropout on attention weights. Not in the paper (0.0 = paper).
+    dropout_algorithm: XLA RngBitGenerator algorithm drawing the dropout masks: 'three_fry'
+      (fastest on CPU), 'philox', or 'default' (the backend's own; try it on TPU). dropout.py.
     positions: 'sinusoidal' (Section 3.5) or 'learned' (Table 3 row E).
     max_len: longest sequence a learned position table covers, in tokens.
     norm: 'post' (the paper: LayerNorm(x + Sublayer(x))) or 'pre' (x + Sublayer(LayerNorm(x))).
@@ -53,6 +55,7 @@ class TransformerConfig:
   n_layers: int = 6
   p_drop: float = 0.1
   p_drop_attn: float = 0.0
+  dropout_algorithm: str = "three_fry"
   positions: str = "sinusoidal"
   max_len: int = 512
   norm: str = "post"
@@ -68,6 +71,9 @@ class TransformerConfig:
       value = getattr(self, name)
       if not 0.0 <= value < 1.0:
         raise ConfigError(f"config.model.{name} must be in [0, 1), got {value!r}")
+    if self.dropout_algorithm not in ("three_fry", "philox", "default"):
+      raise ConfigError("config.model.dropout_algorithm must be 'three_fry', 'philox' or "
+                        f"'default', got {self.dropout_algorithm!r}")
     if self.positions not in ("sinusoidal", "learned"):
       raise ConfigError(
           f"config.model.positions must be 'sinusoidal' or 'learned', got {self.positions!r}")
@@ -93,6 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.n_layers = 6  # N, encoder and decoder each
   c.model.p_drop = 0.1  # residual dropout, Section 5.4
   c.model.p_drop_attn = 0.0  # dropout on attention weights; not in the paper
+  c.model.dropout_algorithm = "three_fry"  # mask generator: 'three_fry' | 'philox' | 'default'
   c.model.positions = "sinusoidal"  # 'sinusoidal' (Section 3.5) | 'learned' (Table 3 row E)
   c.model.max_len = 512  # longest position a learned table covers (tokens)
   c.model.norm = "post"  # 'post' (paper) | 'pre' (modern switch)
@@ -132,7 +139,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.adam_eps = 1e-9  # Section 5.3
   c.train.eps_ls = 0.1  # label smoothing, Section 5.4
   c.train.seed = 0  # seeds parameters and dropout
-  c.train.dropout_prng = "rbg"  # PRNG for dropout masks: 'rbg' (fast on CPU) | 'threefry2x32'
+  c.train.dropout_prng = "rbg"  # impl of the dropout key: 'rbg' | 'unsafe_rbg' | 'threefry2x32'
   c.train.log_every = 100  # steps between metrics.jsonl lines
   c.train.eval_every = 1000  # steps between dev-perplexity evaluations
   c.train.checkpoint_every = 1000  # steps between checkpoints

@@ -22,6 +22,7 @@ import numpy as np
 
 from transformer_jax.attention import MultiHeadAttention
 from transformer_jax.config import TransformerConfig
+from transformer_jax.dropout import Dropout
 
 PAD_ID = 0
 
@@ -100,7 +101,7 @@ class _Residual(nn.Module):
 
   def setup(self):
     self.norm = _layer_norm("norm", self.config.dtype)
-    self.dropout = nn.Dropout(self.config.p_drop)
+    self.dropout = _dropout(self.config)
 
   def __call__(self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], *,
                deterministic: bool) -> jax.Array:
@@ -111,9 +112,14 @@ class _Residual(nn.Module):
     return _batch_split(x + y.astype(x.dtype))
 
 
+def _dropout(c: TransformerConfig) -> Dropout:
+  return Dropout(c.p_drop, algorithm=c.dropout_algorithm)
+
+
 def _attention(c: TransformerConfig, name: str) -> MultiHeadAttention:
   return MultiHeadAttention(h=c.h, d_k=c.d_k, d_v=c.d_v, d_model=c.d_model,
-                            p_drop_attn=c.p_drop_attn, dtype=jnp.dtype(c.dtype), name=name)
+                            p_drop_attn=c.p_drop_attn, dropout_algorithm=c.dropout_algorithm, dtype=jnp.dtype(c.dtype),
+                            name=name)
 
 
 class EncoderLayer(nn.Module):
@@ -222,7 +228,7 @@ class Transformer(nn.Module):
     if c.norm == "pre":
       self.encoder_norm = _layer_norm("encoder_norm", c.dtype)
       self.decoder_norm = _layer_norm("decoder_norm", c.dtype)
-    self.dropout = nn.Dropout(c.p_drop)
+    self.dropout = _dropout(c)
 
   def _embed(self, tokens: jax.Array, positions: jax.Array, *, deterministic: bool) -> jax.Array:
     """tokens [B, T] int, positions [T] or [B, T] int -> Dropout(E[tokens] * sqrt(D) + PE) [B, T, D]."""

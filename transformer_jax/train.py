@@ -355,8 +355,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
       f"{pad['tgt_pad_fraction']:.1%} of target and {pad['src_pad_fraction']:.1%} of source "
       "positions")
 
-  # Dropout masks are most of the random bits; the XLA RngBitGenerator ('rbg') makes them
-  # several times faster than threefry on CPU.
+  # The key's impl only derives per-step and per-layer keys (fold_in); the masks themselves
+  # are drawn by model.dropout_algorithm (dropout.py).
   dropout_rng = jax.jit(lambda: jax.random.key(t.seed + 1, impl=t.dropout_prng),
                         out_shardings=sharding_lib.replicated(mesh))()
   init_fn, step_fn, _ = sharded_functions(config, model, tx, mesh, rule_set)
