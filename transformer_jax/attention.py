@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer_jax import dropout as dropout_lib
+from transformer_jax.linear import linear
 
 # Large but finite, so a row whose keys are all masked (an all-PAD batch row) gives a uniform
 # distribution rather than NaN.
@@ -102,7 +103,7 @@ class MultiHeadAttention(nn.Module):
     """
     x = x.astype(self.dtype)
     flat = [w.astype(self.dtype).reshape(self.d_model, -1) for w in kernels]
-    y = jnp.einsum("BTD,DF->BTF", x, jnp.concatenate(flat, axis=1) if len(flat) > 1 else flat[0])
+    y = linear(x, jnp.concatenate(flat, axis=1) if len(flat) > 1 else flat[0])  # [B, T, F]
     parts = jnp.split(y, np.cumsum([f.shape[1] for f in flat])[:-1].tolist(), axis=-1)
     return [part.reshape(*part.shape[:-1], *w.shape[1:]) for part, w in zip(parts, kernels)]
 
@@ -118,7 +119,8 @@ class MultiHeadAttention(nn.Module):
     rng = self.make_rng("dropout") if rate > 0.0 else None
     heads = scaled_dot_product_attention(q, k, v, mask, dropout_rate=rate, dropout_rng=rng,
                                          dropout_algorithm=self.dropout_algorithm)
-    return jnp.einsum("BTHV,HVD->BTD", heads, self.w_o.astype(self.dtype))  # concat + W_O
+    concat = heads.reshape(*heads.shape[:-2], self.h * self.d_v)  # Concat(head_1..head_h)
+    return linear(concat, self.w_o.astype(self.dtype).reshape(self.h * self.d_v, self.d_model))
 
   def attend(self, x_q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
              deterministic: bool) -> jax.Array:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from transformer_jax import linear as linear_lib
 from transformer_jax.attention import MultiHeadAttention
 from transformer_jax.config import TransformerConfig
 from transformer_jax.dropout import Dropout
@@ -69,10 +70,12 @@ class FeedForward(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     c = self.config
     dtype = jnp.dtype(c.dtype)
-    x = nn.Dense(c.d_ff, dtype=dtype, kernel_init=_part(_glorot, ("embed", "mlp")),
+    x = nn.Dense(c.d_ff, dtype=dtype, dot_general=linear_lib.dot_general,
+                 kernel_init=_part(_glorot, ("embed", "mlp")),
                  bias_init=_part(nn.initializers.zeros, ("mlp",)), name="W_1")(x)  # [B, T, F]
     x = nn.relu(x)
-    return nn.Dense(c.d_model, dtype=dtype, kernel_init=_part(_glorot, ("mlp", "embed")),
+    return nn.Dense(c.d_model, dtype=dtype, dot_general=linear_lib.dot_general,
+                    kernel_init=_part(_glorot, ("mlp", "embed")),
                     bias_init=_part(nn.initializers.zeros, ("embed",)), name="W_2")(x)
 
 
