@@ -22,16 +22,13 @@ that is every 600 steps, so the average covers the last ~12000 steps. 20 kept ch
 of parameters and Adam moments take about 20 x 2.6 GB on disk.
 """
 
-import importlib.util
 import pathlib
+
+from transformer_jax import config as config_lib
 
 
 def _base_config():
-  path = pathlib.Path(__file__).with_name("wmt14_base.py")
-  spec = importlib.util.spec_from_file_location("_wmt14_base", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_file(pathlib.Path(__file__).with_name("wmt14_base.py"))
 
 
 def get_config():

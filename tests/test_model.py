@@ -9,7 +9,6 @@ One tiny model (d_k != d_v) and one set of input shapes are reused so little is 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import numpy as np
 import pytest
 
 from transformer_jax.attention import MultiHeadAttention, scaled_dot_product_attention
-from transformer_jax.config import ConfigError, TransformerConfig, default_config, model_config
+from transformer_jax.config import (ConfigError, TransformerConfig, default_config, load_file,
+                                    model_config)
 from transformer_jax.model import PAD_ID, Transformer, count_params, param_shapes, sinusoids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,10 +230,7 @@ def _count(cfg: TransformerConfig) -> int:
 
 
 def _base_config() -> TransformerConfig:
-  spec = importlib.util.spec_from_file_location("configs_base", ROOT / "configs" / "base.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return model_config(module.get_config())
+  return model_config(load_file(ROOT / "configs" / "base.py"))
 
 
 def test_base_parameter_count_is_65m():

@@ -34,7 +34,8 @@ _out_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=
 def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *,
                                  dropout_rate: float = 0.0,
                                  dropout_rng: Optional[jax.Array] = None,
-                                 dropout_algorithm: str = "three_fry") -> jax.Array:
+                                 dropout_algorithm: str = dropout_lib.DEFAULT_ALGORITHM
+                                 ) -> jax.Array:
   """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, per head (Eq. 1).
 
   Args:
@@ -80,7 +81,7 @@ class MultiHeadAttention(nn.Module):
   d_v: int
   d_model: int
   p_drop_attn: float = 0.0
-  dropout_algorithm: str = "three_fry"
+  dropout_algorithm: str = dropout_lib.DEFAULT_ALGORITHM
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
@@ -103,7 +104,7 @@ class MultiHeadAttention(nn.Module):
     """
     x = x.astype(self.dtype)
     flat = [w.astype(self.dtype).reshape(self.d_model, -1) for w in kernels]
-    y = linear(x, jnp.concatenate(flat, axis=1) if len(flat) > 1 else flat[0])  # [B, T, F]
+    y = linear(x, jnp.concatenate(flat, axis=1))  # [B, T, sum of the H * widths]
     parts = jnp.split(y, np.cumsum([f.shape[1] for f in flat])[:-1].tolist(), axis=-1)
     return [part.reshape(*part.shape[:-1], *w.shape[1:]) for part, w in zip(parts, kernels)]
 

@@ -71,9 +71,10 @@ class TransformerConfig:
       value = getattr(self, name)
       if not 0.0 <= value < 1.0:
         raise ConfigError(f"config.model.{name} must be in [0, 1), got {value!r}")
-    if self.dropout_algorithm not in ("three_fry", "philox", "default"):
-      raise ConfigError("config.model.dropout_algorithm must be 'three_fry', 'philox' or "
-                        f"'default', got {self.dropout_algorithm!r}")
+    from transformer_jax.dropout import ALGORITHMS  # pylint: disable=import-outside-toplevel
+    if self.dropout_algorithm not in ALGORITHMS:
+      raise ConfigError(f"config.model.dropout_algorithm must be one of {sorted(ALGORITHMS)}, "
+                        f"got {self.dropout_algorithm!r}")
     if self.positions not in ("sinusoidal", "learned"):
       raise ConfigError(
           f"config.model.positions must be 'sinusoidal' or 'learned', got {self.positions!r}")

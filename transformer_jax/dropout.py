@@ -21,10 +21,11 @@ ALGORITHMS = {
     "philox": lax.RandomAlgorithm.RNG_PHILOX,  # what 'default' gives on CPU
     "default": lax.RandomAlgorithm.RNG_DEFAULT,  # the backend's choice (TPU: its own)
 }
+DEFAULT_ALGORITHM = "three_fry"
 
 
 def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, *,
-              algorithm: str = "three_fry") -> jax.Array:
+              algorithm: str = DEFAULT_ALGORITHM) -> jax.Array:
   """Random dropout keep mask: True with probability 1 - rate (to within 2^-32).
 
   Args:
@@ -50,7 +51,7 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, *,
   return draws >= jnp.uint32(min(round(rate * 2.0 ** 32), 2 ** 32 - 1))
 
 
-def dropout(x: jax.Array, key: jax.Array, rate: float, *, algorithm: str = "three_fry"
+def dropout(x: jax.Array, key: jax.Array, rate: float, *, algorithm: str = DEFAULT_ALGORITHM
             ) -> jax.Array:
   """Zeroes each element of x with probability `rate` and scales the rest by 1 / (1 - rate);
   same shape and dtype as x."""
@@ -69,7 +70,7 @@ class Dropout(nn.Module):
   """
 
   rate: float
-  algorithm: str = "three_fry"
+  algorithm: str = DEFAULT_ALGORITHM
 
   @nn.compact
   def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:

@@ -121,8 +121,8 @@ def _dropout(c: TransformerConfig) -> Dropout:
 
 def _attention(c: TransformerConfig, name: str) -> MultiHeadAttention:
   return MultiHeadAttention(h=c.h, d_k=c.d_k, d_v=c.d_v, d_model=c.d_model,
-                            p_drop_attn=c.p_drop_attn, dropout_algorithm=c.dropout_algorithm, dtype=jnp.dtype(c.dtype),
-                            name=name)
+                            p_drop_attn=c.p_drop_attn, dropout_algorithm=c.dropout_algorithm,
+                            dtype=jnp.dtype(c.dtype), name=name)
 
 
 class EncoderLayer(nn.Module):
