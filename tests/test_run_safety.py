@@ -1,5 +1,5 @@
 """A run that is stopped or diverges loses nothing: SIGKILL at a random step and a restart give
-the losses of an uninterrupted run, SIGTERM checkpoints and exits, a NaN stops the run without
+the losses of an uninterrupted run (which a second `train` on its workdir cannot disturb), SIGTERM checkpoints and exits, a NaN stops the run without
 saving the bad state, and `average` writes the exact mean of checkpoints."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from conftest import ROOT, tiny_config
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import train as train_lib
+from transformer_jax import workdir as workdir_lib
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
@@ -92,12 +94,33 @@ def test_sigkill_at_a_random_step_then_restart_gives_the_uninterrupted_losses(ti
   died_at = max(_train_steps(killed))
   assert kill_at <= died_at < steps, (note, died_at)
 
+  # The killed run's lock record stays behind, but the kernel dropped its lock with it.
+  assert workdir_lib.read_holder(killed).pid == proc.pid, note
   proc = _cli("train", f"--config={cfg}", f"--workdir={killed}")  # the same command again
   out, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, (note, out)
+
+  # The undisturbed run, paused (still alive, still holding its workdir) while a second
+  # `train` on the same workdir is refused; then it finishes as if nothing had happened.
   proc = _cli("train", f"--config={cfg}", f"--workdir={whole}")
+  while not _train_steps(whole):
+    assert proc.poll() is None, (note, proc.stdout.read())
+    assert time.time() < deadline + 240, (note, "training did not start logging in time")
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGSTOP)
+  try:
+    second = subprocess.run([sys.executable, "-m", "transformer_jax.main", "train",
+                             f"--config={cfg}", f"--workdir={whole}"], cwd=ROOT, text=True,
+                            capture_output=True, timeout=240)
+  finally:
+    proc.send_signal(signal.SIGCONT)
   out_whole, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, (note, out_whole)
+  assert second.returncode == workdir_lib.EX_TEMPFAIL, second
+  assert second.stderr.startswith(f"error: workdir {whole} is in use by pid {proc.pid} on "
+                                  f"host {socket.gethostname()} (since "), second.stderr
+  assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr, second.stderr
+  assert second.stdout == "", second.stdout
 
   first, resumed = _per_process(killed)
   start = min(resumed) - 1  # the checkpoint the restart resumed from

@@ -21,7 +21,10 @@ A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 
 runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
 writes a Table 3-shaped report (Markdown, HTML, plots) from the result.json files under DIRs.
 Bad input (config key or value, data file, workdir) ends with one "error: ..." line naming the
-key, file or path, and status 1.
+key, file or path, and status 1. A workdir has one writer: `train` or `run` on a workdir that a
+live process is training in stops at once with "error: workdir DIR is in use by pid P on host
+H ..." and status 75 (EX_TEMPFAIL), leaving that run alone; a lock left by a dead process is
+ignored (workdir.hold).
 """
 
 from __future__ import annotations
@@ -291,6 +294,7 @@ def cmd_sweep(extra_args: list[str]) -> None:
     return
   out = sweep.execute(runs, parallel=FLAGS.parallel)
   print(f"sweep: {len(out['done'])} done, {len(out['skipped'])} skipped (finished before), "
+        f"{len(out['busy'])} skipped (claimed by another process), "
         f"{len(out['failed'])} failed; compare with: transformer-jax compare {FLAGS.root}")
   if out["failed"]:
     raise SystemExit(1)
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
   from transformer_jax.config import ConfigError
   from transformer_jax.data import DataError
   from transformer_jax.train import DivergenceError
-  from transformer_jax.workdir import WorkdirError
+  from transformer_jax.workdir import EX_TEMPFAIL, WorkdirBusy, WorkdirError
   try:
     if command == "compare":
       return cmd_compare(positional)
@@ -343,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
       return cmd_sweep([a for a in argv if a.startswith("--config.")])
     {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
      "params": cmd_params, "average": cmd_average, "rows": cmd_rows, "run": cmd_run}[command]()
+  except WorkdirBusy as e:  # claimed by another run, not broken: a sweep skips it
+    print(f"error: {e}", file=sys.stderr)
+    raise SystemExit(EX_TEMPFAIL)
   except (ConfigError, DataError, WorkdirError, DivergenceError) as e:
     raise SystemExit(f"error: {e}")
 

@@ -4,7 +4,9 @@ A sweep is a list of runs; run (row, seed) lives in ROOT/ROW/seedK and is the co
   transformer-jax run --config=CONFIG:ROW,scale=SCALE,seed=K --workdir=ROOT/ROW/seedK
 started as a subprocess whose output goes to ROOT/ROW/seedK/run.log. The sweep is idempotent: a
 run whose result.json exists is skipped, and an interrupted one resumes from its checkpoint
-(the train command resumes by itself). `dry_run` prints the commands instead, one per line, so
+(the train command resumes by itself). Each run holds its workdir while it runs
+(workdir.hold), so two sweeps on one root never run one run twice: the second one's attempt
+exits with EX_TEMPFAIL and is reported as claimed by another process. `dry_run` prints the commands instead, one per line, so
 the same sweep can be sent to other machines (e.g. one Cloud TPU VM per run).
 """
 
@@ -20,6 +22,7 @@ from typing import Callable, Sequence
 
 from transformer_jax import run_record
 from transformer_jax import table3
+from transformer_jax import workdir as workdir_lib
 
 
 class SweepError(ValueError):
@@ -103,15 +106,16 @@ def execute(runs: Sequence[Run], *, parallel: int = 1, log: Callable[[str], None
   A failed run does not stop the others; it is reported at the end.
 
   Returns:
-    {'skipped': finished before, 'done': finished now, 'failed': exited non-zero or wrote no
-    result.json}.
+    {'skipped': finished before, 'done': finished now, 'busy': claimed by another process (the
+    run exited with EX_TEMPFAIL: another sweep or `run` holds its workdir), 'failed': exited
+    otherwise non-zero or wrote no result.json}.
 
   Raises:
     SweepError: parallel < 1.
   """
   if parallel < 1:
     raise SweepError(f"--parallel must be >= 1, got {parallel}")
-  out: dict[str, list[Run]] = {"skipped": [], "done": [], "failed": []}
+  out: dict[str, list[Run]] = {"skipped": [], "done": [], "failed": [], "busy": []}
   todo = []
   for r in runs:
     (out["skipped"] if r.finished else todo).append(r)
@@ -138,6 +142,10 @@ def execute(runs: Sequence[Run], *, parallel: int = 1, log: Callable[[str], None
       if proc.returncode == 0 and r.finished:
         out["done"].append(r)
         log(f"done {r.row} seed {r.seed} in {minutes:.1f} min")
+      elif proc.returncode == workdir_lib.EX_TEMPFAIL:
+        out["busy"].append(r)
+        log(f"skip {r.row} seed {r.seed}: claimed by another process (its workdir "
+            f"{r.workdir} is held; see {r.workdir / 'run.log'})")
       else:
         out["failed"].append(r)
         log(f"FAILED {r.row} seed {r.seed} (exit {proc.returncode}) after {minutes:.1f} min; "
