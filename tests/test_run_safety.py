@@ -262,3 +262,54 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tiny_data, tmp_path)
   assert sorted(replayed) == [15, 20, 25]
   assert replayed[15] == first[15] and replayed[20] == first[20]  # exact resume from step 10
   assert ckpt_lib.Checkpoints(workdir / "checkpoints").steps()[-1] == 25
+
+
+def test_lock_record_tells_live_holders_from_stale_ones_without_a_shared_flock(tmp_path,
+                                                                                monkeypatch):
+  """Where flock is missing or reaches only this host (FUSE, e.g. gcsfuse), WORKDIR/.lock's
+  record decides: a live pid here (not a reused one), a fresh heartbeat elsewhere."""
+  lock, host = tmp_path / workdir_lib.LOCK_FILE, socket.gethostname()
+
+  def record(host: str, pid: int, age: float = 0.0, **extra) -> None:
+    lock.write_text(json.dumps({"host": host, "pid": pid, "since": "2026-01-01T00:00:00+00:00",
+                                **extra}))
+    os.utime(lock, (time.time() - age,) * 2)
+
+  def takes() -> bool:
+    try:
+      with workdir_lib.hold(tmp_path):
+        assert workdir_lib.read_holder(tmp_path).pid == os.getpid()
+    except workdir_lib.WorkdirBusy as e:
+      assert str(e).startswith(f"workdir {tmp_path} is in use by pid "), e
+      return False
+    assert lock.read_text() == ""  # released: nobody recorded
+    return True
+
+  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  dead = subprocess.Popen([sys.executable, "-c", ""])
+  dead.wait()
+  try:
+    monkeypatch.setattr(workdir_lib, "fcntl", None)  # no flock at all
+    record(host, sleeper.pid)
+    assert not takes()
+    record(host, sleeper.pid, proc_start=workdir_lib._proc_start(sleeper.pid) + 1)
+    assert takes()  # the pid was reused by another process: stale
+    record(host, dead.pid)
+    assert takes()
+    record("other-vm", 1, age=10)
+    with pytest.raises(workdir_lib.WorkdirBusy, match=r"pid 1 on host other-vm .*last seen"):
+      workdir_lib.hold(tmp_path).__enter__()
+    record("other-vm", 1, age=workdir_lib.STALE_AFTER_SECONDS + 10)
+    assert takes()
+    monkeypatch.undo()
+    monkeypatch.setattr(workdir_lib, "_fuse", lambda path: True)  # flock on this host only
+    record("other-vm", 1, age=10)
+    assert not takes()
+    record(host, sleeper.pid)
+    assert takes()  # this host's flock is free, so its recorded holder is gone
+    monkeypatch.setattr(workdir_lib, "_fuse", lambda path: False)  # flock on every host
+    record("other-vm", 1, age=10)
+    assert takes()
+  finally:
+    sleeper.kill()
+    sleeper.wait()
