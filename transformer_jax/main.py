@@ -20,8 +20,8 @@ A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 
 `run` is `train` followed by dev-set scoring into WORKDIR/result.json (Table 3 rows); `sweep`
 runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
 writes a Table 3-shaped report (Markdown, HTML, plots) from the result.json files under DIRs.
-Bad input (config key or value, data file, workdir) ends with one "error: ..." line naming the
-key, file or path, and status 1. A workdir has one writer: `train` or `run` on a workdir that a
+Bad input (config file, key or value, data file, workdir) ends with one "error: ..." line naming
+the key, file (and line) or path, and status 1. A workdir has one writer: `train` or `run` on a workdir that a
 live process is training in stops at once with "error: workdir DIR is in use by pid P on host
 H ..." and status 75 (EX_TEMPFAIL), leaving that run alone; a lock left by a dead process is
 ignored (workdir.hold).
@@ -37,6 +37,8 @@ import sys
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
+
+from transformer_jax import config_file
 
 COMMANDS = ("train", "translate", "evaluate", "params", "average", "rows", "run", "sweep",
             "compare")
@@ -325,16 +327,23 @@ def main(argv: list[str] | None = None) -> None:
   argv = ["--dry_run" if a == "--dry-run" else a for a in argv]
   sys.argv = list(argv)  # ml_collections reads --config.* overrides from sys.argv
   overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+  spec = config_file.spec_from_argv(argv)
   try:
     positional = FLAGS(argv)[1:]
-  except flags.Error as e:
-    raise SystemExit(f"error: {e}\n{_usage()}")
-  except (AttributeError, KeyError) as e:
+  except Exception as e:  # a config file that does not load: named with its line
+    if message := spec and config_file.problem(e, spec):
+      raise SystemExit(f"error: {message}")
+    if isinstance(e, flags.Error):
+      raise SystemExit(f"error: {e}\n{_usage()}")
+    if not isinstance(e, (AttributeError, KeyError)):
+      raise
     # ml_collections reports an override of a key the config does not have this way.
     key = str(e).strip("\"'")
     named = [o for o in overrides if o.endswith(f".{key}")] or overrides
     raise SystemExit(f"error: unknown config key '{key}' in {' '.join(named)}; see the "
                      "config file (or config.default_config()) for the keys it has")
+  if message := spec and config_file.problem(None, spec, FLAGS.config):
+    raise SystemExit(f"error: {message}")
   from transformer_jax.config import ConfigError
   from transformer_jax.data import DataError
   from transformer_jax.train import DivergenceError
