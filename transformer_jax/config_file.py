@@ -87,8 +87,8 @@ def problem(error: BaseException | None, spec: str, value: Any = None) -> str | 
       except OSError:  # ml-collections hides a FileNotFoundError raised while importing FILE
         return (f"{flag}: importing {path} raised FileNotFoundError: a file it (or a module it "
                 "imports) opens does not exist")
-      return (f"{flag}: get_config() of {path} returned an object of type {type(value).__name__}; expected an "
-              "ml_collections.ConfigDict")
+      return (f"{flag}: get_config() of {path} returned an object of type "
+              f"{type(value).__name__}; expected an ml_collections.ConfigDict")
     return None
   chain = _chain(error)
   for e in chain:

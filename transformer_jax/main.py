@@ -21,10 +21,10 @@ A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 
 runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
 writes a Table 3-shaped report (Markdown, HTML, plots) from the result.json files under DIRs.
 Bad input (config file, key or value, data file, workdir) ends with one "error: ..." line naming
-the key, file (and line) or path, and status 1. A workdir has one writer: `train` or `run` on a workdir that a
-live process is training in stops at once with "error: workdir DIR is in use by pid P on host
-H ..." and status 75 (EX_TEMPFAIL), leaving that run alone; a lock left by a dead process is
-ignored (workdir.hold).
+the key, file (and line) or path, and status 1. A workdir has one writer: `train` or `run` on a
+workdir that a live process is training in stops at once with "error: workdir DIR is in use by
+pid P on host H ..." and status 75 (EX_TEMPFAIL), leaving that run alone; a lock left by a dead
+process is ignored (workdir.hold).
 """
 
 from __future__ import annotations
