@@ -1,341 +1,299 @@
-"""The comparison report: our Table 3 runs beside the paper's, as Markdown and as an HTML page.
+"""Compare the runs of any sweep, seeds pooled: Markdown, a self-contained HTML page, plots.
 
-`compare(dirs, output)` reads every result.json under the given directories (see run_record),
-groups the runs by Table 3 row and writes OUTPUT.md and OUTPUT.html (self-contained, plots
-embedded) plus the plots as PNG files. Per row: our dev perplexity, BLEU and parameter count
-(mean and sample standard deviation over seeds) beside the paper's; our difference from our base
-beside the paper's difference from its base; whether the two differences point the same way;
-and a paired bootstrap test (sacrebleu, 1000 resamples) of the row's dev translations against
-base's (first seed of each) saying whether the BLEU difference is significant at p < 0.05.
-Rows without a record are listed as missing. The same records give the same report.
+`compare(dirs, output, reference=None)` reads every result.json under `dirs`, groups the runs by
+their overrides (record["run"]["overrides"]; seeds pooled) and compares each group with the
+reference group: the one without overrides (Table 3's base), or the group named `reference`.
+
+Per group: seeds; mean and sample sd of dev perplexity (per wordpiece) and dev sacreBLEU; the
+difference from the reference with a 95% Welch confidence interval over seeds (scipy.stats;
+"one seed: no interval" where either group has a single seed); a paired bootstrap p-value over
+dev sentences using every seed of both groups (see `bootstrap`); and a verdict per metric:
+
+  * both groups have >= 2 seeds: the Welch 95% interval of the difference excludes 0 ->
+    'better' or 'worse' (lower perplexity, higher BLEU is better), else 'within noise';
+  * BLEU where a group has one seed: the bootstrap decides, p < 0.05 -> 'better' / 'worse',
+    else 'within noise'; the verdict says '(bootstrap)' since it knows nothing of seed noise;
+  * perplexity where a group has one seed: 'no verdict (one seed)' (records keep no
+    per-sentence losses to bootstrap).
+
+A Table 3 sweep (its runs carry the paper's numbers in run["metadata"]) keeps the paper's
+columns: its PPL, BLEU and parameters, its difference from its base and whether ours points the
+same way, counted twice: over all rows, and over the rows whose verdict is outside noise.
+The report states the noise first: seeds per group and the reference's seed-to-seed sd.
+The same records give the same report.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import json
 import math
 import pathlib
 import statistics
 from typing import Any, Sequence
 
-from sacrebleu import significance
-from sacrebleu.metrics import BLEU
+import ml_collections
+from scipy import stats
 
+from transformer_jax import config as config_lib
 from transformer_jax import run_record
 from transformer_jax import table3
+from transformer_jax.experiments import bootstrap
+from transformer_jax.experiments import compare_report
 
+CONFIDENCE = 0.95
 P_SIGNIFICANT = 0.05
-BOOTSTRAP_SAMPLES = 1000
+ONE_SEED = "one seed: no interval"
 
 
 class ReportError(ValueError):
-  """No run records were found, or a record is unreadable (the message names the file)."""
+  """No run records were found, a record is unreadable or inconsistent (the message names the
+  file), or the reference group does not exist."""
+
+
+def run_key(record: dict[str, Any]) -> dict[str, Any]:
+  """The record's "run" ({name, group, overrides, seed, sweep, metadata}); for records written
+  before it had one (Table 3 rows: "row", "seed", "paper"), the same derived from those.
+
+  Raises:
+    ReportError: neither "run" nor a known Table 3 "row".
+  """
+  if record.get("run"):
+    return record["run"]
+  row, paper = record.get("row"), record.get("paper") or {}
+  if row not in table3.ROWS:
+    raise ReportError(f"no 'run' key and no Table 3 'row' (got {row!r})")
+  params = paper.get("paper_params_m")
+  return {"name": f"{row}/seed{record['seed']}", "group": row, "overrides": table3.ROWS[row][0],
+          "seed": record["seed"], "sweep": "configs/table3.py",
+          "metadata": {"paper_ppl_dev": paper.get("paper_ppl_dev"),
+                       "paper_bleu_dev": paper.get("paper_bleu_dev"),
+                       "paper_params_m": None if params in (None, -1, -1.0) else params,
+                       "table3_group": paper.get("group", table3.group(row))}}
 
 
 def load_records(dirs: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
-  """Every result.json under `dirs` (searched recursively), each with '_dir' set to its run
-  directory, sorted by (row, seed, directory).
+  """Every result.json under `dirs` (recursively), each with '_dir' (its run directory) and
+  '_run' (run_key) added, sorted by (group, seed, directory).
 
   Raises:
-    ReportError: a directory does not exist, a record is not valid JSON or has no 'row'.
+    ReportError: a directory does not exist; a record is not JSON, lacks dev_ppl / dev_bleu or
+      a run key; two records are the same group and seed.
   """
-  records = []
-  for d in dirs:
-    d = pathlib.Path(d)
+  records, seen = [], {}
+  for d in map(pathlib.Path, dirs):
     if not d.is_dir():
       raise ReportError(f"{d} is not a directory")
     for path in sorted(d.rglob(run_record.RESULT)):
       try:
-        record = json.loads(path.read_text())
-      except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["_run"] = run_key(record)
+        float(record["dev_ppl"]), float(record["dev_bleu"])
+      except (json.JSONDecodeError, UnicodeDecodeError, ReportError, KeyError, TypeError) as e:
         raise ReportError(f"{path} is not a valid run record: {e}") from None
-      if not record.get("row"):
-        raise ReportError(f"{path} has no Table 3 'row'; was it written by a table3 config?")
       record["_dir"] = str(path.parent)
+      key = (_key(record["_run"]["overrides"]), record["_run"]["seed"])
+      if key in seen:
+        raise ReportError(f"{path} and {seen[key]} are the same run (group "
+                          f"{record['_run']['group']!r}, seed {key[1]}); keep one")
+      seen[key] = path
       records.append(record)
-  return sorted(records, key=lambda r: (r["row"], r["seed"], r["_dir"]))
+  return sorted(records, key=lambda r: (r["_run"]["group"], r["_run"]["seed"], r["_dir"]))
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-  if not values:
-    return math.nan, math.nan
-  return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
-def _sign(x: float, tolerance: float = 0.0) -> int:
-  return 0 if math.isnan(x) or abs(x) <= tolerance else (1 if x > 0 else -1)
-
-
-def agreement(ours: float, paper: float) -> str:
-  """'yes' if our change from base points the same way as the paper's, 'no' if it points the
-  other way (or we moved where the paper did not), '' if either is unknown."""
-  if math.isnan(ours) or math.isnan(paper):
-    return ""
-  if _sign(paper) == 0:
-    return "paper: no change"
-  return "yes" if _sign(ours) == _sign(paper) else "no"
+def _key(overrides: dict) -> str:
+  return json.dumps(overrides, sort_keys=True)
 
 
 @dataclasses.dataclass
-class RowSummary:
-  """One line of the report; NaN where unknown."""
-  row: str
-  seeds: int
-  ppl: float
-  ppl_sd: float
-  bleu: float
-  bleu_sd: float
-  params_m: float
-  paper_ppl: float
-  paper_bleu: float
-  paper_params_m: float
-  d_ppl: float = math.nan
-  d_bleu: float = math.nan
-  paper_d_ppl: float = math.nan
-  paper_d_bleu: float = math.nan
-  p_value: float = math.nan
-  scale: str = ""
+class Difference:
+  """One metric of a group minus the reference's (means over seeds); NaN where unknown."""
+  delta: float
+  low: float = math.nan  # Welch 95% interval of delta
+  high: float = math.nan
+  df: float = math.nan  # Welch-Satterthwaite degrees of freedom
+  p_bootstrap: float = math.nan  # BLEU only
+  verdict: str = ""  # 'better' | 'worse' | 'within noise' [+ ' (bootstrap)'] | 'no verdict ...'
+  no_interval: str = ""  # why low / high are NaN
 
 
-def _read_lines(path: pathlib.Path) -> list[str] | None:
-  return path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+@dataclasses.dataclass
+class Group:
+  """The runs of one set of overrides, seeds pooled."""
+  name: str
+  overrides: dict[str, Any]
+  runs: list[dict[str, Any]]
+  metadata: dict[str, Any]
+  ppl: Difference | None = None  # None for the reference
+  bleu: Difference | None = None
+
+  @property
+  def seeds(self) -> list[int]:
+    return [r["_run"]["seed"] for r in self.runs]
+
+  def values(self, metric: str) -> list[float]:
+    return [float(r[f"dev_{metric}"]) for r in self.runs]
+
+  def mean_sd(self, metric: str) -> tuple[float, float]:
+    v = self.values(metric)
+    return statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else math.nan
 
 
-def paired_bootstrap(base: dict, other: dict) -> float:
-  """p-value of sacrebleu's paired bootstrap test (BOOTSTRAP_SAMPLES resamples, sacrebleu's
-  fixed seed) of `other`'s dev translations against `base`'s; NaN if a file is missing or the
-  two runs were scored on different references."""
-  if base["data_sha256"]["dev_ref"] != other["data_sha256"]["dev_ref"]:
-    return math.nan
-  refs = _read_lines(pathlib.Path(base["_dir"]) / base["dev_ref"])
-  hyp_a = _read_lines(pathlib.Path(base["_dir"]) / base["dev_hyp"])
-  hyp_b = _read_lines(pathlib.Path(other["_dir"]) / other["dev_hyp"])
-  if refs is None or hyp_a is None or hyp_b is None or not len(refs) == len(hyp_a) == len(hyp_b):
-    return math.nan
-  if hyp_a == hyp_b:  # nothing differs; sacrebleu's statistic degenerates (it would say 0.001)
-    return 1.0
-  test = significance.PairedTest([("base", hyp_a), ("other", hyp_b)],
-                                           {"BLEU": BLEU()}, [refs],
-                                           test_type="bs", n_samples=BOOTSTRAP_SAMPLES)
-  _, scores = test()
-  return float(scores["BLEU"][1].p_value)
+def group_runs(records: list[dict[str, Any]]) -> list[Group]:
+  """Records grouped by overrides (seeds pooled), in record order of first appearance.
 
-
-def summarize(records: list[dict[str, Any]]) -> list[RowSummary | str]:
-  """One RowSummary per Table 3 row with records, the row's name (a str) where it has none,
-  in Table 3's order; differences are taken from our base and from the paper's base."""
-  by_row: dict[str, list[dict]] = {}
+  Raises:
+    ReportError: two different sets of overrides carry the same group name.
+  """
+  groups: dict[str, Group] = {}
   for r in records:
-    by_row.setdefault(r["row"], []).append(r)
-  base_ppl, base_bleu, _ = table3.ROWS["base"][1]
-  lines: list[RowSummary | str] = []
-  for row, (_, (paper_ppl, paper_bleu, paper_params)) in table3.ROWS.items():
-    runs = by_row.get(row)
-    if not runs:
-      lines.append(row)
-      continue
-    ppl, ppl_sd = _mean_sd([r["dev_ppl"] for r in runs])
-    bleu, bleu_sd = _mean_sd([r["dev_bleu"] for r in runs])
-    lines.append(RowSummary(
-        row=row, seeds=len(runs), ppl=ppl, ppl_sd=ppl_sd, bleu=bleu, bleu_sd=bleu_sd,
-        params_m=runs[0]["params"] / 1e6, paper_ppl=paper_ppl, paper_bleu=paper_bleu,
-        paper_params_m=math.nan if paper_params is None else paper_params,
-        paper_d_ppl=paper_ppl - base_ppl, paper_d_bleu=paper_bleu - base_bleu,
-        scale=runs[0].get("paper", {}).get("scale", "")))
-  base = next((s for s in lines if isinstance(s, RowSummary) and s.row == "base"), None)
-  if base is not None:
-    base_run = by_row["base"][0]
-    for s in lines:
-      if isinstance(s, RowSummary) and s.row != "base":
-        s.d_ppl, s.d_bleu = s.ppl - base.ppl, s.bleu - base.bleu
-        s.p_value = paired_bootstrap(base_run, by_row[s.row][0])
-  return lines
+    run = r["_run"]
+    g = groups.setdefault(_key(run["overrides"]), Group(run["group"], run["overrides"], [],
+                                                        run.get("metadata") or {}))
+    g.runs.append(r)
+  names = [g.name for g in groups.values()]
+  for name in names:
+    if names.count(name) > 1:
+      raise ReportError(f"group name {name!r} is used by runs with different overrides")
+  return list(groups.values())
 
 
-def _fmt(x: float, digits: int = 2, signed: bool = False) -> str:
-  if math.isnan(x):
-    return ""
-  return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+def welch(reference: list[float], other: list[float]) -> tuple[float, float, float]:
+  """(low, high, df) of the Welch 95% confidence interval of mean(other) - mean(reference);
+  NaNs when either has fewer than two values (or both no spread)."""
+  if len(reference) < 2 or len(other) < 2:
+    return math.nan, math.nan, math.nan
+  result = stats.ttest_ind(other, reference, equal_var=False)
+  ci = result.confidence_interval(CONFIDENCE)
+  return float(ci.low), float(ci.high), float(result.df)
 
 
-def _with_sd(x: float, sd: float) -> str:
-  return _fmt(x) + ("" if math.isnan(sd) else f" ± {sd:.2f}")
+def verdict(d: Difference, lower_is_better: bool) -> str:
+  """The module docstring's rule, from a Difference's interval and bootstrap p-value."""
+  if not math.isnan(d.low):
+    if d.low <= 0 <= d.high:
+      return "within noise"
+    improved = (d.high < 0) == lower_is_better
+  elif not math.isnan(d.p_bootstrap):
+    if d.p_bootstrap >= P_SIGNIFICANT:
+      return "within noise (bootstrap)"
+    improved = (d.delta < 0) == lower_is_better
+    return ("better" if improved else "worse") + " (bootstrap)"
+  else:
+    return "no verdict (one seed)" if d.no_interval in ("", ONE_SEED) else "no verdict"
+  return "better" if improved else "worse"
 
 
-HEADER = ("row", "seeds", "params M (ours)", "params M (paper)", "PPL (ours)", "PPL (paper)",
-          "ΔPPL (ours)", "ΔPPL (paper)", "PPL agrees", "BLEU (ours)", "BLEU (paper)",
-          "ΔBLEU (ours)", "ΔBLEU (paper)", "BLEU agrees", "p (vs base)")
+def _references(record: dict[str, Any]) -> list[str] | None:
+  """The dev references a run was scored on: its dev.ref, else the file its config names (the
+  committed one-seed records keep only dev.hyp), if its sha256 is the record's; else None."""
+  expected = (record.get("data_sha256") or {}).get("dev_ref")
+  candidates = [pathlib.Path(record["_dir"]) / record.get("dev_ref", run_record.DEV_REF)]
+  try:
+    candidates.append(pathlib.Path(config_lib.split_paths(
+        ml_collections.ConfigDict(record["config"]), "val")[1]))
+  except (KeyError, TypeError, AttributeError, config_lib.ConfigError):
+    pass
+  for path in candidates:
+    if path.is_file() and (expected is None or run_record.sha256(path) == expected):
+      return path.read_text(encoding="utf-8").splitlines()
+  return None
 
 
-def table_rows(lines: list[RowSummary | str]) -> list[list[str]]:
-  """The report's table as strings, one list per Table 3 row (columns as HEADER)."""
-  out = []
-  for s in lines:
-    if isinstance(s, str):
-      _, (ppl, bleu, params) = table3.ROWS[s]
-      out.append([s, "missing", "", "" if params is None else f"{params:g}", "", _fmt(ppl), "",
-                  "", "", "", _fmt(bleu, 1), "", "", "", ""])
-      continue
-    significant = ("" if math.isnan(s.p_value) else
-                   f"{s.p_value:.3f}" + (" *" if s.p_value < P_SIGNIFICANT else ""))
-    out.append([s.row, str(s.seeds), _fmt(s.params_m), _fmt(s.paper_params_m, 0),
-                _with_sd(s.ppl, s.ppl_sd), _fmt(s.paper_ppl), _fmt(s.d_ppl, signed=True),
-                _fmt(s.paper_d_ppl, signed=True) if s.row != "base" else "",
-                agreement(s.d_ppl, s.paper_d_ppl) if s.row != "base" else "",
-                _with_sd(s.bleu, s.bleu_sd), _fmt(s.paper_bleu, 1), _fmt(s.d_bleu, signed=True),
-                _fmt(s.paper_d_bleu, 1, signed=True) if s.row != "base" else "",
-                agreement(s.d_bleu, s.paper_d_bleu) if s.row != "base" else "", significant])
+def _bootstrap_all(ref: Group, groups: list[Group]) -> dict[str, float]:
+  """Group name -> bootstrap p-value against `ref` (NaN where translations or references are
+  missing or the groups were scored on different references)."""
+  refs = {}
+  for r in ref.runs + [r for g in groups for r in g.runs]:
+    refs.setdefault((r.get("data_sha256") or {}).get("dev_ref"), _references(r))
+  stats_of = {}
+
+  def system(g: Group):
+    out = []
+    for r in g.runs:
+      hyp_path = pathlib.Path(r["_dir"]) / r.get("dev_hyp", run_record.DEV_HYP)
+      lines = refs.get((r.get("data_sha256") or {}).get("dev_ref"))
+      if lines is None or not hyp_path.is_file():
+        return None
+      hyps = hyp_path.read_text(encoding="utf-8").splitlines()
+      if len(hyps) != len(lines):
+        return None
+      if r["_dir"] not in stats_of:
+        stats_of[r["_dir"]] = bootstrap.sentence_stats(hyps, lines)
+      out.append(stats_of[r["_dir"]])
+    return out
+
+  ref_sys, out = system(ref), {}
+  if ref_sys is None:
+    return {g.name: math.nan for g in groups}
+  ref_hash = {(r.get("data_sha256") or {}).get("dev_ref") for r in ref.runs}
+  weights = bootstrap.resample_weights(len(ref_sys[0]))
+  ref_scores = bootstrap.resampled_mean_bleu(ref_sys, weights)
+  for g in groups:
+    other = system(g)
+    same_refs = {(r.get("data_sha256") or {}).get("dev_ref") for r in g.runs} == ref_hash
+    out[g.name] = (bootstrap.p_value(ref_sys, other, weights, ref_scores)
+                   if other is not None and same_refs and len(ref_hash) == 1 else math.nan)
   return out
 
 
-def agreement_counts(lines: list[RowSummary | str]) -> dict[str, dict[str, int]]:
-  """{'PPL' | 'BLEU': {'yes': n, 'no': n, 'paper: no change': n}} over the rows we ran."""
-  counts = {"PPL": {}, "BLEU": {}}
-  for s in lines:
-    if isinstance(s, RowSummary) and s.row != "base":
-      for name, ours, paper in (("PPL", s.d_ppl, s.paper_d_ppl), ("BLEU", s.d_bleu,
-                                                                   s.paper_d_bleu)):
-        verdict = agreement(ours, paper)
-        if verdict:
-          counts[name][verdict] = counts[name].get(verdict, 0) + 1
-  return counts
+def summarize(records: list[dict[str, Any]], reference: str | None = None
+              ) -> tuple[Group, list[Group]]:
+  """(reference group, the other groups with their Differences filled in).
+
+  Raises:
+    ReportError: `reference` names no group, or (without it) no group has empty overrides.
+  """
+  groups = group_runs(records)
+  names = ", ".join(g.name for g in groups)
+  if reference is not None:
+    ref = next((g for g in groups if g.name == reference), None)
+    if ref is None:
+      raise ReportError(f"--reference={reference}: no such group; groups are {names}")
+  else:
+    ref = next((g for g in groups if not g.overrides), None)
+    if ref is None:
+      raise ReportError(f"no group without overrides to compare against; pick one with "
+                        f"--reference=NAME (groups are {names})")
+  others = [g for g in groups if g is not ref]
+  p_values = _bootstrap_all(ref, others)
+  for g in others:
+    for metric, lower_is_better in (("ppl", True), ("bleu", False)):
+      delta = g.mean_sd(metric)[0] - ref.mean_sd(metric)[0]
+      low, high, df = welch(ref.values(metric), g.values(metric))
+      d = Difference(delta, low, high, df, p_values[g.name] if metric == "bleu" else math.nan)
+      if math.isnan(low):
+        d.no_interval = (ONE_SEED if min(len(g.runs), len(ref.runs)) < 2 else
+                         "no interval: no spread over seeds")
+      d.verdict = verdict(d, lower_is_better)
+      setattr(g, metric, d)
+  if any("paper_ppl_dev" in g.metadata for g in groups):  # Table 3 order
+    order = {row: i for i, row in enumerate(table3.ROWS)}
+    others.sort(key=lambda g: (order.get(g.name, len(order)), g.name))
+  return ref, others
 
 
-def _groups(lines) -> dict[str, list[RowSummary]]:
-  groups: dict[str, list[RowSummary]] = {}
-  for s in lines:
-    if isinstance(s, RowSummary) and s.row != "base":
-      groups.setdefault(table3.group(s.row), []).append(s)
-  return groups
-
-
-def plot_deltas(lines: list[RowSummary | str], path: pathlib.Path) -> pathlib.Path:
-  """Bar charts, one column per ablation group: each row's change from base in dev PPL (top)
-  and dev BLEU (bottom), ours beside the paper's. Writes a PNG; returns its path."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  groups = _groups(lines)
-  fig, axes = plt.subplots(2, max(len(groups), 1), figsize=(3.2 * max(len(groups), 1), 6),
-                           squeeze=False)
-  for col, (name, rows) in enumerate(sorted(groups.items())):
-    for ax_row, (metric, ours, paper) in enumerate((("ΔPPL", "d_ppl", "paper_d_ppl"),
-                                                    ("ΔBLEU", "d_bleu", "paper_d_bleu"))):
-      ax = axes[ax_row][col]
-      xs = range(len(rows))
-      ax.bar([x - 0.2 for x in xs], [getattr(s, ours) for s in rows], 0.4, label="ours")
-      ax.bar([x + 0.2 for x in xs], [getattr(s, paper) for s in rows], 0.4, label="paper")
-      ax.axhline(0, color="black", linewidth=0.6)
-      ax.set_xticks(list(xs), [s.row.split("-", 1)[-1] for s in rows], rotation=45, fontsize=8)
-      ax.set_title(f"{name}: {metric} from base", fontsize=9)
-      if col == 0 and ax_row == 0:
-        ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
-
-
-def plot_curves(records: list[dict[str, Any]], path: pathlib.Path) -> pathlib.Path:
-  """Dev NLL per wordpiece against step, one panel per ablation group with base overlaid
-  (first seed of each row). Writes a PNG; returns its path."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  first = {}
-  for r in records:
-    first.setdefault(r["row"], r)
-  names = sorted({table3.group(r) for r in first if r != "base"})
-  fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 3.2),
-                           squeeze=False)
-  for ax, name in zip(axes[0], names):
-    for row, r in first.items():
-      if row == "base" or table3.group(row) == name:
-        curve = r.get("dev_loss_curve") or []
-        ax.plot([s for s, _ in curve], [v for _, v in curve], label=row,
-                linestyle="--" if row == "base" else "-", linewidth=1)
-    ax.set_title(f"{name}: dev NLL", fontsize=9)
-    ax.set_xlabel("step", fontsize=8)
-    ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
-
-
-TITLE = "Table 3: our runs beside the paper's"
-
-
-def _markdown(lines, rows: list[list[str]], records, plots: list[pathlib.Path]) -> str:
-  counts = agreement_counts(lines)
-  scales = sorted({r.get("paper", {}).get("scale", "?") for r in records})
-  out = [f"# {TITLE}", "",
-         f"{len(records)} run records, scale {', '.join(scales)}. Ours: dev perplexity per "
-         "wordpiece and dev sacreBLEU (beam search, no checkpoint averaging), mean ± sample sd "
-         "over seeds. Paper: newstest2013, Table 3. Δ = row minus base (ours against our base, "
-         "the paper's against its base). 'agrees': the two Δ point the same way. p: paired "
-         f"bootstrap (sacrebleu, {BOOTSTRAP_SAMPLES} resamples) of the row's dev BLEU against "
-         f"base's, first seed; * = p < {P_SIGNIFICANT}.", "",
-         "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-  out += ["| " + " | ".join(r) + " |" for r in rows]
-  out += ["", "Direction agreement with the paper (rows run, base excluded): "
-          + "; ".join(f"{k}: " + ", ".join(f"{v} {n}" for n, v in sorted(c.items()))
-                      for k, c in counts.items()), ""]
-  signatures = sorted({r["dev_bleu_signature"] for r in records})
-  out += [f"BLEU signature: `{s}`" for s in signatures]
-  out += [""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
-  return "\n".join(out)
-
-
-def _html(rows: list[list[str]], plots: list[pathlib.Path], md: str) -> str:
-  """The Markdown report as one HTML page: its intro paragraph, table and notes, with the plots
-  embedded as base64 PNGs."""
-  head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-  body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                 for r in rows)
-  intro = md.split("\n\n")[1]  # the paragraph after the title
-  images = "".join(
-      f'<p><img alt="{p.stem}" src="data:image/png;base64,'
-      f'{base64.b64encode(p.read_bytes()).decode()}"></p>' for p in plots)
-  notes = "".join(f"<p>{html.escape(line)}</p>" for line in md.split("\n")
-                  if line.startswith(("Direction", "BLEU signature")))
-  return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{TITLE}</title>"
-          "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-          "font-size:13px}td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
-          "td:first-child{text-align:left}</style></head><body>"
-          f"<h1>{TITLE}</h1><p>{html.escape(intro)}</p>"
-          f"<table><tr>{head}</tr>{body}</table>{notes}{images}</body></html>\n")
-
-
-def compare(dirs: Sequence[str | pathlib.Path], output: str | pathlib.Path) -> dict[str, Any]:
-  """Writes OUTPUT.md, OUTPUT.html and OUTPUT_deltas.png / OUTPUT_curves.png.
+def compare(dirs: Sequence[str | pathlib.Path], output: str | pathlib.Path,
+            reference: str | None = None) -> dict[str, Any]:
+  """Writes OUTPUT.md, OUTPUT.html (self-contained) and OUTPUT_deltas.png, OUTPUT_curves.png.
 
   Args:
     dirs: sweep roots or run directories holding result.json files.
     output: path prefix of the report files (its directory is created).
+    reference: the group to compare against (default: the one without overrides).
 
   Returns:
-    {'markdown': path, 'html': path, 'rows': the table as lists of strings}.
+    {'markdown': path, 'html': path, 'header': column names, 'rows': the table as lists of
+    strings, 'reference': Group, 'groups': [Group]}.
 
   Raises:
-    ReportError: no records under `dirs`, or an unreadable record.
+    ReportError: no records under `dirs`, an unreadable record, or no reference group.
   """
   records = load_records(dirs)
   if not records:
     raise ReportError(f"no {run_record.RESULT} under {', '.join(map(str, dirs))}")
+  ref, others = summarize(records, reference)
   output = pathlib.Path(output)
   output.parent.mkdir(parents=True, exist_ok=True)
-  lines = summarize(records)
-  plots = [plot_deltas(lines, output.with_name(output.name + "_deltas.png")),
-           plot_curves(records, output.with_name(output.name + "_curves.png"))]
-  rows = table_rows(lines)
-  md = _markdown(lines, rows, records, plots)
-  md_path, html_path = output.with_suffix(".md"), output.with_suffix(".html")
-  md_path.write_text(md, encoding="utf-8")
-  html_path.write_text(_html(rows, plots, md), encoding="utf-8")
-  return {"markdown": md_path, "html": html_path, "rows": rows}
+  return {**compare_report.write(ref, others, records, output), "reference": ref,
+          "groups": others}
