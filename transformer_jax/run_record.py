@@ -181,6 +181,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       **provenance(),
       "config": json.loads(config.to_json_best_effort()),
   }
+  if jax.process_index() == 0:  # hyperparameters and final metrics for TensorBoard's HParams
+    from transformer_jax.experiments import hparams
+    hparams.write_record(workdir, result)
   tmp = workdir / (RESULT + ".tmp")
   tmp.write_text(json.dumps(result, indent=2) + "\n")
   tmp.replace(workdir / RESULT)
