@@ -87,12 +87,16 @@ def load_records(dirs: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
     for path in sorted(d.rglob(run_record.RESULT)):
       try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        record["_run"] = run_key(record)
+        record["_run"] = run = run_key(record)
+        key = (_key(run["overrides"]), run["seed"], run["group"])
         float(record["dev_ppl"]), float(record["dev_bleu"])
-      except (json.JSONDecodeError, UnicodeDecodeError, ReportError, KeyError, TypeError) as e:
+      except KeyError as e:
+        raise ReportError(f"{path} is not a valid run record: it has no {e} key") from None
+      except (json.JSONDecodeError, UnicodeDecodeError, ReportError, TypeError, ValueError,
+              AttributeError) as e:
         raise ReportError(f"{path} is not a valid run record: {e}") from None
       record["_dir"] = str(path.parent)
-      key = (_key(record["_run"]["overrides"]), record["_run"]["seed"])
+      key = key[:2]
       if key in seen:
         raise ReportError(f"{path} and {seen[key]} are the same run (group "
                           f"{record['_run']['group']!r}, seed {key[1]}); keep one")
@@ -187,7 +191,7 @@ def verdict(d: Difference, lower_is_better: bool) -> str:
 def _references(record: dict[str, Any]) -> list[str] | None:
   """The dev references a run was scored on: its dev.ref, else the file its config names (the
   committed one-seed records keep only dev.hyp), if its sha256 is the record's; else None."""
-  expected = (record.get("data_sha256") or {}).get("dev_ref")
+  expected = _ref_digest(record)
   candidates = [pathlib.Path(record["_dir"]) / record.get("dev_ref", run_record.DEV_REF)]
   try:
     candidates.append(pathlib.Path(config_lib.split_paths(
@@ -200,38 +204,40 @@ def _references(record: dict[str, Any]) -> list[str] | None:
   return None
 
 
+def _ref_digest(record: dict[str, Any]) -> str | None:
+  return (record.get("data_sha256") or {}).get("dev_ref")
+
+
 def _bootstrap_all(ref: Group, groups: list[Group]) -> dict[str, float]:
   """Group name -> bootstrap p-value against `ref` (NaN where translations or references are
   missing or the groups were scored on different references)."""
   refs = {}
   for r in ref.runs + [r for g in groups for r in g.runs]:
-    refs.setdefault((r.get("data_sha256") or {}).get("dev_ref"), _references(r))
-  stats_of = {}
+    if _ref_digest(r) not in refs:
+      refs[_ref_digest(r)] = _references(r)
 
-  def system(g: Group):
+  def system(g: Group) -> list | None:  # per-seed sentence statistics, None if unreadable
     out = []
     for r in g.runs:
       hyp_path = pathlib.Path(r["_dir"]) / r.get("dev_hyp", run_record.DEV_HYP)
-      lines = refs.get((r.get("data_sha256") or {}).get("dev_ref"))
+      lines = refs.get(_ref_digest(r))
       if lines is None or not hyp_path.is_file():
         return None
       hyps = hyp_path.read_text(encoding="utf-8").splitlines()
       if len(hyps) != len(lines):
         return None
-      if r["_dir"] not in stats_of:
-        stats_of[r["_dir"]] = bootstrap.sentence_stats(hyps, lines)
-      out.append(stats_of[r["_dir"]])
+      out.append(bootstrap.sentence_stats(hyps, lines))
     return out
 
   ref_sys, out = system(ref), {}
   if ref_sys is None:
     return {g.name: math.nan for g in groups}
-  ref_hash = {(r.get("data_sha256") or {}).get("dev_ref") for r in ref.runs}
+  ref_hash = {_ref_digest(r) for r in ref.runs}
   weights = bootstrap.resample_weights(len(ref_sys[0]))
   ref_scores = bootstrap.resampled_mean_bleu(ref_sys, weights)
   for g in groups:
     other = system(g)
-    same_refs = {(r.get("data_sha256") or {}).get("dev_ref") for r in g.runs} == ref_hash
+    same_refs = {_ref_digest(r) for r in g.runs} == ref_hash
     out[g.name] = (bootstrap.p_value(ref_sys, other, weights, ref_scores)
                    if other is not None and same_refs and len(ref_hash) == 1 else math.nan)
   return out
