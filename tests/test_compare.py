@@ -111,7 +111,7 @@ def test_one_seed_group_says_no_interval_and_falls_back_to_the_bootstrap(tmp_pat
   row = dict(zip(out["header"], out["rows"][1]))
   assert row["ΔPPL [95% CI]"] == "+1.90 (one seed: no interval)"
   assert row["ΔBLEU [95% CI]"] == "-19.50 (one seed: no interval)"
-  assert "Seeds per group: 2 (base); 1 (n_layers=2)." in out["markdown"].read_text()
+  assert "Seeds per group: 2 (`base`); 1 (`n_layers=2`)." in out["markdown"].read_text()
 
 
 def test_runs_are_grouped_by_overrides_with_seeds_pooled(tmp_path):

@@ -133,8 +133,8 @@ def _noise(reference, groups) -> str:
     (n, names), = by_count.items()
     seeds = f"{n} in each of the {len(names)} groups"
   else:
-    seeds = "; ".join(f"{n} ({', '.join(names)})" for n, names in sorted(by_count.items(),
-                                                                           reverse=True))
+    seeds = "; ".join(f"{n} ({', '.join(f'`{m}`' for m in names)})"  # names hold commas
+                      for n, names in sorted(by_count.items(), reverse=True))
   n = len(reference.runs)
   if n > 1:
     spread = (f"{n} seeds; its seed-to-seed sd is {reference.mean_sd('ppl')[1]:.2f} in dev "
