@@ -88,7 +88,7 @@ def load_records(dirs: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
       try:
         record = json.loads(path.read_text(encoding="utf-8"))
         record["_run"] = run = run_key(record)
-        key = (_key(run["overrides"]), run["seed"], run["group"])
+        key, _ = (_key(run["overrides"]), run["seed"]), run["group"]
         float(record["dev_ppl"]), float(record["dev_bleu"])
       except KeyError as e:
         raise ReportError(f"{path} is not a valid run record: it has no {e} key") from None
@@ -96,7 +96,6 @@ def load_records(dirs: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
               AttributeError) as e:
         raise ReportError(f"{path} is not a valid run record: {e}") from None
       record["_dir"] = str(path.parent)
-      key = key[:2]
       if key in seen:
         raise ReportError(f"{path} and {seen[key]} are the same run (group "
                           f"{record['_run']['group']!r}, seed {key[1]}); keep one")
