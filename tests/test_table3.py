@@ -1,9 +1,10 @@
-"""Tests for Table 3: the row configs, their parameter counts, the sweep runner and the report.
+"""Tests for Table 3: the row configs, their parameter counts and the sweep runner.
 
 The rows are checked against ../shared/paper/table3.csv (skipped without it); every row builds,
 locks and takes one training step at the mini scale; a two-row sweep runs end to end through the
 CLI on a slice of Multi30k (about a minute), is skipped when finished, resumes an interrupted
-run, and compare writes the same table from the same records.
+run, each run leaves its HParams summary in its own TensorBoard directory, and compare reads
+the records (compare itself: tests/test_compare.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import pytest
 
 from transformer_jax import config as config_lib
 from transformer_jax import optim
-from transformer_jax import report
 from transformer_jax import sweep
 from transformer_jax import table3
 from transformer_jax import train as train_lib
@@ -148,56 +148,6 @@ def test_select_rows_groups_names_and_base():
     sweep.select_rows("A,F")
 
 
-# --- the report, from synthetic records (fast) -------------------------------------------------
-
-def _record(tmp: pathlib.Path, row: str, seed: int, ppl: float, bleu: float, hyps: list[str],
-            refs: pathlib.Path) -> None:
-  d = tmp / row / f"seed{seed}"
-  d.mkdir(parents=True)
-  (d / "dev.hyp").write_text("".join(h + "\n" for h in hyps))
-  (d / "dev.ref").write_bytes(refs.read_bytes())
-  (d / "result.json").write_text(json.dumps({
-      "row": row, "seed": seed, "params": 2_000_000, "dev_ppl": ppl, "dev_bleu": bleu,
-      "dev_bleu_signature": "sig", "dev_hyp": "dev.hyp", "dev_ref": "dev.ref",
-      "data_sha256": {"dev_ref": "x"}, "dev_loss_curve": [[100, 3.0], [200, 2.5]],
-      "paper": {"scale": "mini"}}))
-
-
-def test_compare_handles_missing_rows_seeds_and_is_reproducible(tmp_path):
-  refs = tmp_path / "ref.de"
-  refs.write_text("ein Hund läuft im Park .\nzwei Männer spielen Fußball .\n" * 20)
-  good = ["ein Hund läuft im Park .", "zwei Männer spielen Fußball ."] * 20
-  bad = ["ein Katze .", "drei Frauen ."] * 20
-  runs = tmp_path / "runs"
-  _record(runs, "base", 0, 5.0, 30.0, good, refs)
-  _record(runs, "base", 1, 5.2, 29.0, good, refs)
-  _record(runs, "C-N2", 0, 7.0, 10.0, bad, refs)  # worse, as in the paper
-  _record(runs, "D-ls0.0", 0, 4.0, 31.0, good, refs)  # lower PPL, as in the paper
-  first = report.compare([runs], tmp_path / "out" / "report")
-  second = report.compare([runs], tmp_path / "out2" / "report")
-  assert first["rows"] == second["rows"]
-  assert first["markdown"].read_text() == second["markdown"].read_text().replace("out2", "out")
-  rows = {r[0]: r for r in first["rows"]}
-  assert list(rows) == list(table3.ROWS)
-  assert rows["A-h1"][1] == "missing" and rows["A-h1"][5] == "5.29"
-  assert rows["base"][1] == "2" and rows["base"][4] == "5.10 ± 0.14"
-  n2 = dict(zip(report.HEADER, rows["C-N2"]))
-  assert (n2["ΔPPL (ours)"], n2["ΔPPL (paper)"], n2["PPL agrees"]) == ("+1.90", "+1.19", "yes")
-  assert (n2["ΔBLEU (ours)"], n2["BLEU agrees"]) == ("-19.50", "yes")
-  assert n2["p (vs base)"].endswith("*")  # garbage against the references: significant
-  ls = dict(zip(report.HEADER, rows["D-ls0.0"]))
-  assert ls["PPL agrees"] == "yes" and ls["BLEU agrees"] == "no"  # paper: BLEU -0.5
-  assert ls["p (vs base)"] == "1.000"  # identical translations
-  page = first["html"].read_text()
-  assert page.count("data:image/png;base64,") == 2 and "C-N2" in page
-  assert (tmp_path / "out" / "report_curves.png").stat().st_size > 1000
-
-
-def test_compare_without_records_is_an_error(tmp_path):
-  with pytest.raises(report.ReportError, match="no result.json"):
-    report.compare([tmp_path], tmp_path / "report")
-
-
 # --- a two-row sweep, end to end through the CLI ------------------------------------------------
 
 def _cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -256,4 +206,9 @@ def test_sweep_runs_skips_finished_and_resumes_interrupted(tiny_data, tmp_path):
   compared = _cli("compare", str(root), f"--output={tmp_path / 'report'}")
   assert compared.returncode == 0, compared.stderr[-2000:]
   assert "| B-dk16 | 1 |" in compared.stdout and "| A-h1 | missing |" in compared.stdout
+  assert "(one seed: no interval)" in compared.stdout
   assert (tmp_path / "report.html").exists()
+  for run in ("base", "B-dk16"):  # HParams beside the run's training scalars, no sub-run
+    tb = root / run / "seed0" / "tb"
+    assert len(list(tb.glob("*tfevents*.hparams"))) == 1
+    assert [p for p in tb.iterdir() if p.is_dir()] == []

@@ -10,7 +10,7 @@
   transformer-jax run       --config=configs/table3.py:ROW[,scale=mini][,seed=K] --workdir=DIR
   transformer-jax sweep     --config=configs/table3.py --root=DIR [--rows=A,B-dk16] [--seeds=1]
                             [--scale=paper|mini] [--parallel=1] [--dry-run]
-  transformer-jax compare   DIR [DIR...] [--output=DIR/report]
+  transformer-jax compare   DIR [DIR...] [--output=DIR/report] [--reference=NAME]
 
 Configs are ml-collections files; any field can be overridden with --config.SECTION.KEY=VALUE.
 `translate` and `evaluate` read the config, vocabulary and parameters saved in the workdir: the
@@ -19,7 +19,9 @@ the checkpoint given by --step, or the parameters saved in --params (e.g. by `av
 A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 128 + signal.
 `run` is `train` followed by dev-set scoring into WORKDIR/result.json (Table 3 rows); `sweep`
 runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
-writes a Table 3-shaped report (Markdown, HTML, plots) from the result.json files under DIRs.
+groups the result.json files under DIRs by their overrides (seeds pooled) and writes a report
+(Markdown, HTML, plots) of each group against the reference group (the one without overrides,
+or --reference), with the paper's columns for a Table 3 sweep.
 Bad input (config file, key or value, data file, workdir) ends with one "error: ..." line naming
 the key, file (and line) or path, and status 1. A workdir has one writer: `train` or `run` on a
 workdir that a live process is training in stops at once with "error: workdir DIR is in use by
@@ -67,6 +69,8 @@ flags.DEFINE_bool("dry_run", False, "sweep: print one command per unfinished run
                   "Also spelled --dry-run.")
 flags.DEFINE_bool("allow_config_change", False, "train: resume a workdir whose saved config "
                   "differs in model.* or data.* keys, as long as no parameter changes shape.")
+flags.DEFINE_string("reference", None, "compare: the group to compare against (default: the "
+                    "group without overrides, e.g. Table 3's base).")
 flags.DEFINE_integer("last", 5, "average: how many of the newest checkpoints to average "
                      "(Section 6.1: 5 for base, 20 for big).")
 
@@ -303,13 +307,13 @@ def cmd_sweep(extra_args: list[str]) -> None:
 
 
 def cmd_compare(dirs: list[str]) -> None:
-  from transformer_jax import report
+  from transformer_jax.experiments import compare
   if not dirs:
     raise SystemExit(f"error: compare needs at least one directory of runs\n{_usage()}")
   output = FLAGS.output or str(pathlib.Path(dirs[0]) / "report")
   try:
-    out = report.compare(dirs, output)
-  except report.ReportError as e:
+    out = compare.compare(dirs, output, reference=FLAGS.reference)
+  except compare.ReportError as e:
     raise SystemExit(f"error: {e}")
   print(out["markdown"].read_text(encoding="utf-8"))
   print(f"written: {out['markdown']}, {out['html']}")

@@ -187,6 +187,9 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       **provenance(),
       "config": json.loads(config.to_json_best_effort()),
   }
+  if jax.process_index() == 0:  # hyperparameters and final metrics for TensorBoard's HParams
+    from transformer_jax.experiments import hparams
+    hparams.write_record(workdir, result)
   tmp = workdir / (RESULT + ".tmp")
   tmp.write_text(json.dumps(result, indent=2) + "\n")
   tmp.replace(workdir / RESULT)
