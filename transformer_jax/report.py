@@ -24,8 +24,8 @@ from typing import Any, Sequence
 from sacrebleu import significance
 from sacrebleu.metrics import BLEU
 
-from transformer_jax import run_record
-from transformer_jax import table3
+from transformer_jax.experiments import record as run_record
+from transformer_jax.experiments import table3
 
 P_SIGNIFICANT = 0.05
 BOOTSTRAP_SAMPLES = 1000
