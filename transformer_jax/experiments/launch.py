@@ -54,7 +54,8 @@ def write_spec(workdir: pathlib.Path, spec: dict) -> None:
 def _start(argv: Sequence[str], workdir: pathlib.Path, cwd: str | None) -> subprocess.Popen:
   """Starts `transformer_jax.main ARGV` with this interpreter, appending to WORKDIR/run.log."""
   with open(workdir / "run.log", "a", encoding="utf-8") as log:
-    log.write(f"== {time.strftime('%Y-%m-%dT%H:%M:%S')} on {socket.gethostname()} pid "
+    # On a line of its own even after a killed process's unfinished progress bar.
+    log.write(("\n" if log.tell() else "") + f"== {time.strftime('%Y-%m-%dT%H:%M:%S')} on {socket.gethostname()} pid "
               f"{os.getpid()}: transformer-jax {' '.join(argv)}\n")
     log.flush()
     return subprocess.Popen([sys.executable, "-m", "transformer_jax.main", *argv],
