@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -109,6 +110,45 @@ def test_command_line_config_errors_are_one_clean_line(tmp_path, args, named):
   assert proc.returncode != 0
   assert "Traceback" not in proc.stderr, proc.stderr
   assert proc.stderr.startswith("error: ") and named in proc.stderr, proc.stderr
+  assert not workdir.exists()  # refused before any work
+
+
+# A config file that gives no config: (file text or None for no file, ':ARG', expected message
+# after "error: --config=FILE[:ARG]: " with {f} for the file's path).
+BAD_CONFIG_FILES = {
+    "missing": (None, "", r"config file {f} does not exist$"),
+    "syntax_error": ("def get_config(:\n  pass\n", "",
+                     r"syntax error in {f}, line 1: invalid syntax$"),
+    "raises_on_import": ("import no_such_module_xyz\n\ndef get_config():\n  pass\n", "",
+                         r"{f}, line 1: ModuleNotFoundError: No module named "
+                         r"'no_such_module_xyz'$"),
+    "raises_in_get_config": ("def get_config():\n  x = 1\n  raise ValueError('no config')\n", "",
+                             r"{f}, line 3: ValueError: no config$"),
+    "no_get_config": ("config = None\n", "", r"{f} defines no get_config\(\);"),
+    "argument_missing": ("def get_config(row):\n  pass\n", "",
+                         r"{f} cannot be called as get_config\(\): TypeError: get_config\(\) "
+                         r"missing 1 required positional argument: 'row'$"),
+    "argument_not_taken": ("def get_config():\n  pass\n", ":B-dk16",
+                           r"{f} cannot be called as get_config\('B-dk16'\): TypeError: "),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "params", "run", "sweep"])
+@pytest.mark.parametrize("case", list(BAD_CONFIG_FILES))
+def test_config_file_that_gives_no_config_is_one_line_naming_it(tmp_path, command, case):
+  text, arg, expected = BAD_CONFIG_FILES[case]
+  path = tmp_path / "my_config.py"
+  if text is not None:
+    path.write_text(text)
+  workdir = tmp_path / "run"
+  where = {"train": [f"--workdir={workdir}"], "run": [f"--workdir={workdir}"],
+           "sweep": [f"--root={workdir}"], "params": []}[command]
+  proc = _run_cli(command, f"--config={path}{arg}", *where)
+  assert proc.returncode == 1, proc
+  assert "Traceback" not in proc.stderr and proc.stdout == "", proc
+  assert proc.stderr.count("\n") == 1, proc.stderr
+  prefix = re.escape(f"error: --config={path}{arg}: ")
+  assert re.match(prefix + expected.format(f=re.escape(str(path))), proc.stderr), proc.stderr
   assert not workdir.exists()  # refused before any work
 
 

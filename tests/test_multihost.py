@@ -2,7 +2,8 @@
 process on one device; the checkpoints their 8-device mesh wrote restore on one device and
 decode the same translations.
 
-Both runs use the same tiny real-data config (conftest.tiny_config) with dropout on, two
+Every training run is a subprocess with its own XLA_FLAGS, so the test does not depend on the
+device count of the pytest process. Both runs use the same tiny real-data config (conftest.tiny_config) with dropout on, two
 micro-batches per step and rows a multiple of 8, so they see the same batches. The two-process
 run shards over a 2x2x2 (data, fsdp, tensor) mesh, so rows cross processes and every
 parameter is split over both of them.
@@ -28,12 +29,12 @@ from transformer_jax import config as config_lib
 from transformer_jax import data as data_lib
 from transformer_jax import evaluate
 from transformer_jax import main as main_lib
-from transformer_jax import train as train_lib
 from transformer_jax.model import Transformer
 from transformer_jax.tokenizer import Tokenizer
 
 HELPER = pathlib.Path(__file__).resolve().parent / "multidevice_helper.py"
 FAKE_4 = "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+ONE_DEVICE = "--xla_force_host_platform_device_count=1"
 STEPS = 4
 OVER = {"train.steps": STEPS, "train.log_every": 1, "train.checkpoint_every": 2,
         "train.eval_every": 1000, "train.average_last": 2, "train.grad_accum_steps": 2,
@@ -53,20 +54,25 @@ def _records(workdir: pathlib.Path, kind: str) -> list[dict]:
   return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
+def _train_process(config: ml_collections.ConfigDict, path: pathlib.Path, workdir: pathlib.Path,
+                   xla_flags: str) -> subprocess.Popen:
+  """`train` of `config` (written to `path`) in a process of its own with these XLA_FLAGS, so
+  its device count is the test's, not whatever the caller of pytest exported."""
+  path.write_text(config.to_json())
+  env = dict(os.environ, XLA_FLAGS=xla_flags, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+  return subprocess.Popen([sys.executable, str(HELPER), "train", str(path), str(workdir)],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def _start_two_processes(tiny_data, tmp: pathlib.Path):
   """(workdir, the 2 running processes of a jax.distributed training job)."""
   workdir, port = tmp / "run", _free_port()
-  env = dict(os.environ, XLA_FLAGS=FAKE_4, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   procs = []
   for i in range(2):
     config = tiny_config(tiny_data, **OVER, **MESH, **{
         "train.final_eval": True, "distributed.enabled": True, "distributed.num_processes": 2,
         "distributed.coordinator_address": f"127.0.0.1:{port}", "distributed.process_id": i})
-    path = tmp / f"config_{i}.json"
-    path.write_text(config.to_json())
-    procs.append(subprocess.Popen([sys.executable, str(HELPER), "train", str(path), str(workdir)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True))
+    procs.append(_train_process(config, tmp / f"config_{i}.json", workdir, FAKE_4))
   return workdir, procs
 
 
@@ -82,19 +88,20 @@ def _outputs(procs) -> list[str]:
   return outs
 
 
-def _one_process(tiny_data, tmp: pathlib.Path):
+def _start_one_process(tiny_data, tmp: pathlib.Path):
+  """(workdir, the running process of the reference: one process on one device)."""
   workdir = tmp / "one_process"
-  train_lib.train(tiny_config(tiny_data, **OVER, **{"train.final_eval": False}), workdir,
-                  log=lambda *_: None)
-  return workdir
+  config = tiny_config(tiny_data, **OVER, **{"train.final_eval": False})
+  return workdir, _train_process(config, tmp / "config_one.json", workdir, ONE_DEVICE)
 
 
 def test_two_processes_train_like_one_and_their_checkpoints_restore_on_one_device(tiny_data,
                                                                                    tmp_path):
   # One test, not two sharing a fixture: under pytest-xdist each worker would rerun the jobs.
   workdir, procs = _start_two_processes(tiny_data, tmp_path)
-  one_process = _one_process(tiny_data, tmp_path)  # meanwhile
+  one_process, reference = _start_one_process(tiny_data, tmp_path)  # meanwhile
   two_processes = workdir, _outputs(procs)
+  _outputs([reference])
   _check_same_losses(two_processes, one_process)
   _check_restore_and_decode_on_one_device(two_processes, one_process)
 

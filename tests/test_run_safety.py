@@ -1,5 +1,5 @@
 """A run that is stopped or diverges loses nothing: SIGKILL at a random step and a restart give
-the losses of an uninterrupted run, SIGTERM checkpoints and exits, a NaN stops the run without
+the losses of an uninterrupted run (which a second `train` on its workdir cannot disturb), SIGTERM checkpoints and exits, a NaN stops the run without
 saving the bad state, and `average` writes the exact mean of checkpoints."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from conftest import ROOT, tiny_config
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import train as train_lib
+from transformer_jax import workdir as workdir_lib
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
@@ -92,12 +94,33 @@ def test_sigkill_at_a_random_step_then_restart_gives_the_uninterrupted_losses(ti
   died_at = max(_train_steps(killed))
   assert kill_at <= died_at < steps, (note, died_at)
 
+  # The killed run's lock record stays behind, but the kernel dropped its lock with it.
+  assert workdir_lib.read_holder(killed).pid == proc.pid, note
   proc = _cli("train", f"--config={cfg}", f"--workdir={killed}")  # the same command again
   out, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, (note, out)
+
+  # The undisturbed run, paused (still alive, still holding its workdir) while a second
+  # `train` on the same workdir is refused; then it finishes as if nothing had happened.
   proc = _cli("train", f"--config={cfg}", f"--workdir={whole}")
+  while not _train_steps(whole):
+    assert proc.poll() is None, (note, proc.stdout.read())
+    assert time.time() < deadline + 240, (note, "training did not start logging in time")
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGSTOP)
+  try:
+    second = subprocess.run([sys.executable, "-m", "transformer_jax.main", "train",
+                             f"--config={cfg}", f"--workdir={whole}"], cwd=ROOT, text=True,
+                            capture_output=True, timeout=240)
+  finally:
+    proc.send_signal(signal.SIGCONT)
   out_whole, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, (note, out_whole)
+  assert second.returncode == workdir_lib.EX_TEMPFAIL, second
+  assert second.stderr.startswith(f"error: workdir {whole} is in use by pid {proc.pid} on "
+                                  f"host {socket.gethostname()} (since "), second.stderr
+  assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr, second.stderr
+  assert second.stdout == "", second.stdout
 
   first, resumed = _per_process(killed)
   start = min(resumed) - 1  # the checkpoint the restart resumed from
@@ -239,3 +262,54 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tiny_data, tmp_path)
   assert sorted(replayed) == [15, 20, 25]
   assert replayed[15] == first[15] and replayed[20] == first[20]  # exact resume from step 10
   assert ckpt_lib.Checkpoints(workdir / "checkpoints").steps()[-1] == 25
+
+
+def test_lock_record_tells_live_holders_from_stale_ones_without_a_shared_flock(tmp_path,
+                                                                                monkeypatch):
+  """Where flock is missing or reaches only this host (FUSE, e.g. gcsfuse), WORKDIR/.lock's
+  record decides: a live pid here (not a reused one), a fresh heartbeat elsewhere."""
+  lock, host = tmp_path / workdir_lib.LOCK_FILE, socket.gethostname()
+
+  def record(host: str, pid: int, age: float = 0.0, **extra) -> None:
+    lock.write_text(json.dumps({"host": host, "pid": pid, "since": "2026-01-01T00:00:00+00:00",
+                                **extra}))
+    os.utime(lock, (time.time() - age,) * 2)
+
+  def takes() -> bool:
+    try:
+      with workdir_lib.hold(tmp_path):
+        assert workdir_lib.read_holder(tmp_path).pid == os.getpid()
+    except workdir_lib.WorkdirBusy as e:
+      assert str(e).startswith(f"workdir {tmp_path} is in use by pid "), e
+      return False
+    assert lock.read_text() == ""  # released: nobody recorded
+    return True
+
+  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  dead = subprocess.Popen([sys.executable, "-c", ""])
+  dead.wait()
+  try:
+    monkeypatch.setattr(workdir_lib, "fcntl", None)  # no flock at all
+    record(host, sleeper.pid)
+    assert not takes()
+    record(host, sleeper.pid, proc_start=workdir_lib._proc_start(sleeper.pid) + 1)
+    assert takes()  # the pid was reused by another process: stale
+    record(host, dead.pid)
+    assert takes()
+    record("other-vm", 1, age=10)
+    with pytest.raises(workdir_lib.WorkdirBusy, match=r"pid 1 on host other-vm .*last seen"):
+      workdir_lib.hold(tmp_path).__enter__()
+    record("other-vm", 1, age=workdir_lib.STALE_AFTER_SECONDS + 10)
+    assert takes()
+    monkeypatch.undo()
+    monkeypatch.setattr(workdir_lib, "_fuse", lambda path: True)  # flock on this host only
+    record("other-vm", 1, age=10)
+    assert not takes()
+    record(host, sleeper.pid)
+    assert takes()  # this host's flock is free, so its recorded holder is gone
+    monkeypatch.setattr(workdir_lib, "_fuse", lambda path: False)  # flock on every host
+    record("other-vm", 1, age=10)
+    assert takes()
+  finally:
+    sleeper.kill()
+    sleeper.wait()

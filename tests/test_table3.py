@@ -28,6 +28,7 @@ from transformer_jax import report
 from transformer_jax import train as train_lib
 from transformer_jax.experiments import spec
 from transformer_jax.experiments import table3
+from transformer_jax import workdir as workdir_lib
 from transformer_jax.model import Transformer, count_params, param_shapes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -241,9 +242,21 @@ def test_sweep_runs_skips_finished_and_resumes_interrupted(tiny_data, tmp_path):
              *tiny)
   assert new.stdout == dry.stdout, new.stderr[-2000:]
 
+  # While another process (here: this one) holds B-dk16's workdir, the sweep runs base and
+  # skips B-dk16 as claimed; the next sweep resumes it.
+  with workdir_lib.hold(root / "B-dk16" / "seed0"):
+    first = _cli("sweep", f"{config}:scale=mini", "--only=B-dk16", f"--root={root}", *tiny)
+  assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+  assert "start base/seed0" in first.stdout and "done base/seed0" in first.stdout
+  assert "skip B-dk16/seed0: claimed by another process" in first.stdout, first.stdout
+  assert "1 skipped (claimed by another process)" in first.stdout
+  log = (root / "B-dk16" / "seed0" / "run.log").read_text()
+  assert f"is in use by pid {os.getpid()}" in log and "Traceback" not in log, log
+  assert not (root / "B-dk16" / "seed0" / "result.json").exists()
+
   done = _cli("sweep", f"{config}:scale=mini", "--only=B-dk16", f"--root={root}", *tiny)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-  assert "start base/seed0" in done.stdout and "resume B-dk16/seed0" in done.stdout
+  assert "skip base/seed0" in done.stdout and "resume B-dk16/seed0" in done.stdout
   log = (root / "B-dk16" / "seed0" / "run.log").read_text()
   assert "at step 3" in log  # resumed from the checkpoint, not retrained
   record = json.loads((root / "B-dk16" / "seed0" / "result.json").read_text())

@@ -22,8 +22,11 @@ A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 
 get_sweep(ARG) of a config file (points x seeds) under --root, here or on Ray, skipping
 finished runs and resuming interrupted ones (transformer_jax/experiments/); `compare` writes a
 report (Markdown, HTML, plots) from the result.json files under DIRs.
-Bad input (config key or value, data file, workdir) ends with one "error: ..." line naming the
-key, file or path, and status 1.
+Bad input (config file, key or value, data file, workdir) ends with one "error: ..." line naming
+the key, file (and line) or path, and status 1. A workdir has one writer: `train` or `run` on a
+workdir that a live process is training in stops at once with "error: workdir DIR is in use by
+pid P on host H ..." and status 75 (EX_TEMPFAIL), leaving that run alone; a lock left by a dead
+process is ignored (workdir.hold). A sweep reports such a run as claimed, not failed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import sys
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
+
+from transformer_jax import config_file
 
 COMMANDS = ("train", "translate", "evaluate", "params", "average", "rows", "run", "sweep",
             "compare")
@@ -321,8 +326,8 @@ def cmd_sweep(config: str | None, extra_args: list[str]) -> None:
   except spec.SpecError as e:
     raise SystemExit(f"error: {e}")
   print(f"sweep: {len(out['done'])} done, {len(out['skipped'])} skipped (finished before), "
-        f"{len(out['claimed'])} claimed by another sweep, {len(out['failed'])} failed; compare "
-        f"with: transformer-jax compare {FLAGS.root}")
+        f"{len(out['claimed'])} skipped (claimed by another process), "
+        f"{len(out['failed'])} failed; compare with: transformer-jax compare {FLAGS.root}")
   for r in out["failed"]:
     print(f"failed: {r.name}: see {r.workdir / 'run.log'}")
   if out["failed"]:
@@ -374,20 +379,27 @@ def main(argv: list[str] | None = None) -> None:
     argv, sweep_config, sweep_overrides = _take_config_args(argv)
   sys.argv = list(argv)  # ml_collections reads --config.* overrides from sys.argv
   overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+  spec = config_file.spec_from_argv(argv)
   try:
     positional = FLAGS(argv)[1:]
-  except flags.Error as e:
-    raise SystemExit(f"error: {e}\n{_usage()}")
-  except (AttributeError, KeyError) as e:
+  except Exception as e:  # a config file that does not load: named with its line
+    if message := spec and config_file.problem(e, spec):
+      raise SystemExit(f"error: {message}")
+    if isinstance(e, flags.Error):
+      raise SystemExit(f"error: {e}\n{_usage()}")
+    if not isinstance(e, (AttributeError, KeyError)):
+      raise
     # ml_collections reports an override of a key the config does not have this way.
     key = str(e).strip("\"'")
     named = [o for o in overrides if o.endswith(f".{key}")] or overrides
     raise SystemExit(f"error: unknown config key '{key}' in {' '.join(named)}; see the "
                      "config file (or config.default_config()) for the keys it has")
+  if message := spec and config_file.problem(None, spec, FLAGS.config):
+    raise SystemExit(f"error: {message}")
   from transformer_jax.config import ConfigError
   from transformer_jax.data import DataError
   from transformer_jax.train import DivergenceError
-  from transformer_jax.workdir import WorkdirError
+  from transformer_jax.workdir import EX_TEMPFAIL, WorkdirBusy, WorkdirError
   try:
     if command == "compare":
       return cmd_compare(positional)
@@ -398,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
       return cmd_run([o[len("--config."):] for o in overrides])
     {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
      "params": cmd_params, "average": cmd_average, "rows": cmd_rows}[command]()
+  except WorkdirBusy as e:  # claimed by another run, not broken: a sweep skips it
+    print(f"error: {e}", file=sys.stderr)
+    raise SystemExit(EX_TEMPFAIL)
   except (ConfigError, DataError, WorkdirError, DivergenceError) as e:
     raise SystemExit(f"error: {e}")
 

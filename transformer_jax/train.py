@@ -12,6 +12,7 @@ as one of several processes, of which only process 0 writes files other than che
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -319,12 +320,48 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
       (allowed by `allow_config_change` if no parameter shape changes; workdir.check_config).
     DataError: unreadable or inconsistent data (names file and line).
     WorkdirError: the workdir is a file or not writable.
+    WorkdirBusy: another live process is training in the workdir (see `claim`).
+  """
+  with claim(config, workdir) as workdir:
+    return _train(config, workdir, log, allow_config_change)
+
+
+@contextlib.contextmanager
+def claim(config: ml_collections.ConfigDict,
+          workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
+  """Checks `config`, starts the multi-process runtime if configured, creates `workdir` and holds
+  it for the block (workdir.hold), before anything is written into it.
+
+  With several processes only process 0 takes the lock (the workdir is shared storage: one
+  lock per run, not per host) and all of them raise if it could not. Reentrant: `run` claims
+  around `train`, which claims again. Yields the workdir as a Path.
+
+  Raises:
+    ConfigError: impossible config values.
+    WorkdirError: the workdir is a file or not writable.
+    WorkdirBusy: another live process holds the workdir.
   """
   config_lib.validate(config)
   sharding_lib.initialize_distributed(config)
+  lead = jax.process_index() == 0
+  workdir = workdir_lib.prepare(workdir) if lead else pathlib.Path(workdir)
+  with contextlib.ExitStack() as stack:
+    busy = None
+    if lead:
+      try:
+        stack.enter_context(workdir_lib.hold(workdir))
+      except workdir_lib.WorkdirBusy as e:
+        busy = e
+    if sharding_lib.any_process(int(busy is not None)):  # every process stops together
+      raise busy or workdir_lib.WorkdirBusy(workdir, workdir_lib.read_holder(workdir))
+    yield workdir
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
+           allow_config_change: bool) -> dict:
+  """`train` in a claimed workdir."""
   lead = jax.process_index() == 0  # only process 0 writes logs, metrics and reports
   log = log if lead else (lambda *_: None)
-  workdir = workdir_lib.prepare(workdir) if lead else pathlib.Path(workdir)
   workdir_lib.check_config(workdir, config, allow_change=allow_config_change, log=log)
   t = config.train
   d = config.data

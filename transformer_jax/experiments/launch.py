@@ -6,7 +6,7 @@ WORKDIR/run.log. What only this project knows decides what happens next:
   - a run with a record (result.json) is finished and never started again;
   - a run with a checkpoint resumes from it (the `run` command does so by itself);
   - exit status 75 (EX_TEMPFAIL) means another process holds the workdir (the workdir lock):
-    the run is claimed by another sweep and skipped, not failed;
+    the run is claimed by another sweep (or `run`) and skipped, not failed;
   - a run killed by a signal, or stopped by SIGTERM (preemption: it checkpointed first), is
     interrupted: Ray retries it (up to `max_retries` times), resuming from its checkpoint;
   - any other non-zero exit (bad config, bad data, divergence) is a failure: reported with its
@@ -32,9 +32,10 @@ import sys
 import time
 from typing import Callable, Sequence
 
+from transformer_jax import workdir as workdir_lib
 from transformer_jax.experiments.spec import SPEC, Run, SpecError
 
-CLAIMED = 75  # EX_TEMPFAIL: the workdir is in use by another process (train's workdir lock)
+CLAIMED = workdir_lib.EX_TEMPFAIL  # 75: another process holds the workdir (workdir.hold)
 _INTERRUPTED = (128 + signal.SIGTERM, 128 + signal.SIGKILL, 128 + signal.SIGINT)
 OUTCOMES = ("skipped", "done", "claimed", "failed")  # keys of a launcher's summary
 
@@ -78,7 +79,8 @@ def _report(run: Run, result: str, detail: str, log: Callable[[str], None]) -> N
   if result == "done":
     log(f"done {run.name} {detail}")
   elif result == "claimed":
-    log(f"skip {run.name}: claimed by another sweep (its workdir {run.workdir} is in use)")
+    log(f"skip {run.name}: claimed by another process (its workdir {run.workdir} is held; "
+        f"see {run.workdir / 'run.log'})")
   else:
     log(f"FAILED {run.name} ({detail}); see {run.workdir / 'run.log'}")
 

@@ -160,10 +160,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     written then; running again resumes).
 
   Raises:
-    ConfigError, DataError, DivergenceError: as train.train.
+    ConfigError, DataError, DivergenceError, WorkdirError, WorkdirBusy: as train.train; the
+      workdir stays held (train.claim) from training to result.json.
   """
   workdir = pathlib.Path(workdir)
   spec = run_spec(workdir, config, []) if spec is None else spec
+  with train_lib.claim(config, workdir) as workdir:
+    return _run(config, workdir, log, spec)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+         log: Callable[[str], None], spec: dict[str, Any]) -> dict[str, Any]:
   trained = train_lib.train(config, workdir, log)
   if "stopped_by" in trained:
     return trained
