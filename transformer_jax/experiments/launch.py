@@ -208,7 +208,6 @@ def ray_sweep(runs: Sequence[Run], *, address: str | None = None,
   Raises:
     SpecError: parallel < 1 or a bad resource amount.
   """
-  import ray  # pylint: disable=import-outside-toplevel
   resources = {"CPU": 1} if resources is None else resources
   if parallel is not None and parallel < 1:
     raise SpecError(f"--parallel must be >= 1, got {parallel}")
@@ -217,6 +216,7 @@ def ray_sweep(runs: Sequence[Run], *, address: str | None = None,
   if not todo:
     return out
   connect(address, max(1, int((parallel or 1) * max(resources.get("CPU", 1), 1))))
+  import ray  # pylint: disable=import-outside-toplevel  # after connect() chose the address
   task = ray.remote(run_task).options(**options)
   cwd = os.getcwd()
   pending: dict = {}

@@ -238,8 +238,8 @@ def load_sweep(config: str) -> tuple[pathlib.Path, str | None, list[Point], Any]
     points = module.get_sweep(arg) if arg else module.get_sweep()
   except SpecError as e:
     raise SpecError(f"{_where(path, e)}: {e}") from None
-  except (config_lib.ConfigError, TypeError, ValueError, KeyError) as e:
-    raise SpecError(f"{_where(path, e)}: get_sweep({arg!r}): {e}") from None
+  except Exception as e:  # the user's code: say where it broke, in one line
+    raise SpecError(f"{_where(path, e)}: get_sweep({arg!r}): {type(e).__name__}: {e}") from None
   if not isinstance(points, list) or not points or not all(isinstance(p, Point) for p in points):
     raise SpecError(f"{path}: get_sweep({arg!r}) must return a non-empty list of points "
                     f"(spec.sweep/point/product/zip/chain), got {points!r:.200}")
@@ -368,8 +368,9 @@ def plan(config: str, *, root: str | pathlib.Path, seeds: int = 1, only: str = "
     if point_arg not in bases:
       try:
         bases[point_arg] = module.get_config(point_arg) if point_arg else module.get_config()
-      except (config_lib.ConfigError, TypeError, ValueError, KeyError) as e:
-        raise SpecError(f"{_where(path, e)}: get_config({point_arg!r}): {e}") from None
+      except Exception as e:  # the user's code, as in load_sweep
+        raise SpecError(f"{_where(path, e)}: get_config({point_arg!r}): {type(e).__name__}: "
+                        f"{e}") from None
     base = bases[point_arg]
     overrides = dict(p.overrides)
     flags = [] if p.arg is not None else [_flag(k, v) for k, v in overrides.items()]
