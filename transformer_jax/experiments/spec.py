@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from transformer_jax import config as config_lib
+from transformer_jax import config_file
 
 SEED_KEYS = ("train.seed", "data.seed")  # what a run's seed sets (parameters, dropout, batches)
 RESULT = "result.json"  # a run's record, written last (record.py): its presence = finished
@@ -223,14 +224,15 @@ def load_sweep(config: str) -> tuple[pathlib.Path, str | None, list[Point], Any]
   """
   file, _, arg = config.partition(":")
   path = pathlib.Path(file)
-  if not path.is_file():
-    raise SpecError(f"--config={config}: no file {path}")
+  if not path.is_file():  # missing, or a directory: said as for any --config
+    raise SpecError(config_file.problem(None, config) or f"--config={config}: no file {path}")
   module_spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
-  except Exception as e:  # the user's file: say where it broke
-    raise SpecError(f"{_where(path, e)}: {type(e).__name__}: {e}") from None
+  except Exception as e:  # the user's file: say where it broke, as for any --config
+    raise SpecError(config_file.problem(e, config)
+                    or f"{_where(path, e)}: {type(e).__name__}: {e}") from None
   if not callable(getattr(module, "get_sweep", None)):
     raise SpecError(f"{path} defines no get_sweep(arg); a sweepable config file defines one "
                     "next to get_config (see experiments/example_sweep.py)")
