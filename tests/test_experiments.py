@@ -21,9 +21,10 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, tiny_config
 from test_run_safety import _per_process, _train_steps
-from transformer_jax.experiments import launch, spec
+from transformer_jax import config as config_lib
+from transformer_jax.experiments import launch, record, spec
 from transformer_jax.experiments.spec import chain, point, product, sweep, zip as zip_
 
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -117,6 +118,22 @@ def test_bad_sweep_flags_are_named(tmp_path, cli):
   assert launch.task_options({"GPU": 1, "TPU": 4}, 2) == {
       "num_cpus": 0, "num_gpus": 1, "resources": {"TPU": 4}, "max_retries": 2,
       "retry_exceptions": [launch.RunInterrupted]}
+
+
+def test_a_run_records_the_launchers_spec_or_its_own_overrides(tiny_data, tmp_path):
+  config = tiny_config(tiny_data, **{"model.h": 2, "train.seed": 3, "data.seed": 3})
+  alone = record.run_spec(tmp_path, config, ["model.h", "train.seed", "data.bucket_boundaries"])
+  assert alone == {"name": "h=2,bucket_boundaries=64-128/seed3",
+                   "group": "h=2,bucket_boundaries=64-128",
+                   "overrides": {"model.h": 2, "data.bucket_boundaries": [64, 128]}, "seed": 3,
+                   "sweep": None, "metadata": {}}
+  assert record.run_spec(tmp_path, config, [])["group"] == "base"
+  run = spec.plan(str(_sweep_file(tmp_path, 'sweep("model.h", [2])')), root=tmp_path)[0]
+  launch.write_spec(tmp_path, run.spec())
+  assert record.run_spec(tmp_path, config, ["model.h"]) == run.spec()  # the launcher's wins
+  (tmp_path / spec.SPEC).write_text("{not json")
+  with pytest.raises(config_lib.ConfigError, match=r"run.json is not valid JSON"):
+    record.run_spec(tmp_path, config, [])
 
 
 # --- one tiny sweep on a local Ray instance ---------------------------------------------------
