@@ -18,6 +18,8 @@ a Ray cluster (`address='auto'`) or to a local Ray instance (address None, bound
 127.0.0.1) as a task that declares its resources (default one CPU): one run = one host. Ray
 retries a task when its worker or node dies, and when the run's process is killed. Every node
 must see the workdirs (NFS, a bucket mounted with gcsfuse) and have this package installed.
+If only a worker dies and its run's process outlives it, the retry finds the workdir held and
+reports the run as claimed while that process finishes it.
 """
 
 from __future__ import annotations
