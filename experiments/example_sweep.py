@@ -1,20 +1,22 @@
 r"""An example sweep of our own: 2 heads x 2 dropout rates x 2 seeds of a tiny Transformer on the
-embedded Multi30k, about a minute per run on a 2-core CPU.
+embedded Multi30k, about a minute per run on an idle 2-core CPU.
 
 Print the 8 runs' commands, run them here one at a time, or as Ray tasks on a local Ray
 instance (or on a cluster with --ray_address=auto), then compare:
-  transformer-jax sweep --config=experiments/example_sweep.py --root=runs/example --seeds=2 --dry-run
+  transformer-jax sweep --config=experiments/example_sweep.py --root=runs/example --seeds=2 \
+      --dry-run
   transformer-jax sweep --config=experiments/example_sweep.py --root=runs/example --seeds=2
   transformer-jax sweep --config=experiments/example_sweep.py --root=runs/example --seeds=2 \
       --launcher=ray --parallel=2
   transformer-jax compare runs/example --output=runs/example/report
 One run alone (what the sweep starts for h=4,p_drop=0.3 seed 1):
-  transformer-jax run --config=experiments/example_sweep.py --workdir=runs/example/h=4,p_drop=0.3/seed1 \
-      --config.model.h=4 --config.model.p_drop=0.3 --config.train.seed=1 --config.data.seed=1
+  transformer-jax run --config=experiments/example_sweep.py \
+      --workdir=runs/example/h=4,p_drop=0.3/seed1 --config.model.h=4 \
+      --config.model.p_drop=0.3 --config.train.seed=1 --config.data.seed=1
 
 The model is configs/multi30k.py cut to d_model 64, d_ff 256, N 2 (d_k = d_v = 16 whatever h),
-a 2000-piece vocabulary, 400 steps of 2048 target tokens in two batch shapes; dev = Multi30k val (1014 pairs),
-greedy-ish beam 2. Far from converged: the point is the machinery, not the numbers.
+a 2000-piece vocabulary, 400 steps of 2048 target tokens in two batch shapes; dev = Multi30k
+val (1014 pairs), beam 2. Far from converged: the point is the machinery, not the numbers.
 """
 
 import pathlib

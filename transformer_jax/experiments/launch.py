@@ -58,8 +58,8 @@ def _start(argv: Sequence[str], workdir: pathlib.Path, cwd: str | None) -> subpr
   """Starts `transformer_jax.main ARGV` with this interpreter, appending to WORKDIR/run.log."""
   with open(workdir / "run.log", "a", encoding="utf-8") as log:
     # On a line of its own even after a killed process's unfinished progress bar.
-    log.write(("\n" if log.tell() else "") + f"== {time.strftime('%Y-%m-%dT%H:%M:%S')} on {socket.gethostname()} pid "
-              f"{os.getpid()}: transformer-jax {' '.join(argv)}\n")
+    log.write(("\n" if log.tell() else "") + f"== {time.strftime('%Y-%m-%dT%H:%M:%S')} on "
+              f"{socket.gethostname()} pid {os.getpid()}: transformer-jax {' '.join(argv)}\n")
     log.flush()
     return subprocess.Popen([sys.executable, "-m", "transformer_jax.main", *argv],
                             cwd=cwd, stdout=log,

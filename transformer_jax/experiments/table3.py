@@ -2,7 +2,8 @@
 
 `configs/table3.py` turns a row into a config (`get_config`) and the table into a sweep
 (`get_sweep`: a chain of named points with the paper's numbers as metadata); `report` uses the
-same table to order rows, show missing ones and put the paper's numbers beside ours. Rows (Vaswani et al. 2017, Table 3):
+same table to order rows, show missing ones and put the paper's numbers beside ours.
+Rows (Vaswani et al. 2017, Table 3):
 base; A (h with d_k = d_v = d_model / h); B (d_k alone); C (N, d_model, d_ff); D (P_drop,
 eps_ls); E (learned positions); big. Paper numbers: dev perplexity per wordpiece and dev BLEU on
 newstest2013, parameters in millions (None where the paper gives none).
