@@ -19,6 +19,6 @@ if [ "${2:-}" = "--collect" ]; then
 fi
 echo "commit $(git rev-parse --short HEAD); $(nproc) cores; $(date -u +%FT%TZ)"
 start=$(date +%s)
-transformer-jax sweep --config=configs/table3.py --scale=mini --rows=all --root="$root"
+transformer-jax sweep --config=configs/table3.py:scale=mini --root="$root"
 echo "sweep_wall_seconds=$(( $(date +%s) - start ))"
 transformer-jax compare "$root" --output="$root/report"

@@ -133,8 +133,11 @@ BAD_CONFIG_FILES = {
 }
 
 
-@pytest.mark.parametrize("command", ["train", "params", "run", "sweep"])
-@pytest.mark.parametrize("case", list(BAD_CONFIG_FILES))
+# `sweep` reads get_sweep, not get_config (its own errors: tests/test_experiments.py); a file
+# that does not load is said the same way.
+@pytest.mark.parametrize("command, case", [
+    (command, case) for command in ("train", "params", "run", "sweep") for case in BAD_CONFIG_FILES
+    if command != "sweep" or case in ("missing", "syntax_error", "raises_on_import")])
 def test_config_file_that_gives_no_config_is_one_line_naming_it(tmp_path, command, case):
   text, arg, expected = BAD_CONFIG_FILES[case]
   path = tmp_path / "my_config.py"

@@ -25,9 +25,9 @@ import pytest
 
 from transformer_jax import config as config_lib
 from transformer_jax import optim
-from transformer_jax import sweep
-from transformer_jax import table3
 from transformer_jax import train as train_lib
+from transformer_jax.experiments import spec
+from transformer_jax.experiments import table3
 from transformer_jax import workdir as workdir_lib
 from transformer_jax.model import Transformer, count_params, param_shapes
 
@@ -141,11 +141,22 @@ def test_every_row_takes_a_training_step_at_the_mini_scale(row):
   assert all(jax.tree_util.tree_leaves(moved))
 
 
-def test_select_rows_groups_names_and_base():
-  assert sweep.select_rows("B,big") == ["base", "B-dk16", "B-dk32", "big"]
-  assert sweep.select_rows("all") == list(table3.ROWS)
-  with pytest.raises(sweep.SweepError, match="'F' is neither"):
-    sweep.select_rows("A,F")
+def test_table3_sweep_is_the_rows_with_the_papers_numbers_and_only_selects_them():
+  points = table3.get_sweep("scale=mini")
+  assert [p.label for p in points] == list(table3.ROWS)
+  for p in points:
+    overrides, (ppl, bleu, params_m) = table3.ROWS[p.label]
+    assert dict(p.overrides) == overrides and p.arg == f"{p.label},scale=mini"
+    assert dict(p.metadata) == {"paper_ppl_dev": ppl, "paper_bleu_dev": bleu,
+                                "paper_params_m": params_m,
+                                "table3_group": table3.group(p.label)}
+  assert [p.label for p in spec.select(points, "B,big")] == ["base", "B-dk16", "B-dk32", "big"]
+  assert [p.label for p in spec.select(points, "A-h1*")] == ["base", "A-h1", "A-h16"]
+  assert spec.select(points, "") == points
+  with pytest.raises(spec.SpecError, match="'F' matches no run"):
+    spec.select(points, "A,F")
+  with pytest.raises(config_lib.ConfigError, match="expected \\[scale=paper\\|mini\\]"):
+    table3.get_sweep("scale=tiny")
 
 
 # --- a two-row sweep, end to end through the CLI ------------------------------------------------
@@ -169,37 +180,49 @@ def test_sweep_runs_skips_finished_and_resumes_interrupted(tiny_data, tmp_path):
                  f"--workdir={root / 'B-dk16' / 'seed0'}", *tiny, "--config.train.steps=3")
   assert partial.returncode == 0, partial.stderr[-2000:]
 
+  # The old spelling (--rows, --scale) and the new one (--only, the config argument) agree.
   dry = _cli("sweep", config, "--rows=B-dk16", "--scale=mini", f"--root={root}", "--dry-run",
              *tiny)
   assert dry.returncode == 0, dry.stderr[-2000:]
   commands = dry.stdout.strip().splitlines()
   assert len(commands) == 2 and all(c.startswith("transformer-jax run --config=") for c in commands)
-  assert "B-dk16,scale=mini,seed=0" in commands[1] and "--config.train.steps=6" in commands[1]
+  assert "B-dk16,scale=mini " in commands[1] and "--config.train.seed=0" in commands[1]
+  assert "--config.train.steps=6" in commands[1]
+  new = _cli("sweep", f"{config}:scale=mini", "--only=B-dk16", f"--root={root}", "--dry-run",
+             *tiny)
+  assert new.stdout == dry.stdout, new.stderr[-2000:]
 
   # While another process (here: this one) holds B-dk16's workdir, the sweep runs base and
   # skips B-dk16 as claimed; the next sweep resumes it.
   with workdir_lib.hold(root / "B-dk16" / "seed0"):
-    first = _cli("sweep", config, "--rows=B-dk16", "--scale=mini", f"--root={root}", *tiny)
+    first = _cli("sweep", f"{config}:scale=mini", "--only=B-dk16", f"--root={root}", *tiny)
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-  assert "start base seed 0" in first.stdout and "done base seed 0" in first.stdout
-  assert "skip B-dk16 seed 0: claimed by another process" in first.stdout, first.stdout
+  assert "start base/seed0" in first.stdout and "done base/seed0" in first.stdout
+  assert "skip B-dk16/seed0: claimed by another process" in first.stdout, first.stdout
   assert "1 skipped (claimed by another process)" in first.stdout
   log = (root / "B-dk16" / "seed0" / "run.log").read_text()
   assert f"is in use by pid {os.getpid()}" in log and "Traceback" not in log, log
   assert not (root / "B-dk16" / "seed0" / "result.json").exists()
 
-  done = _cli("sweep", config, "--rows=B-dk16", "--scale=mini", f"--root={root}", *tiny)
+  done = _cli("sweep", f"{config}:scale=mini", "--only=B-dk16", f"--root={root}", *tiny)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-  assert "skip base seed 0" in done.stdout and "resume B-dk16 seed 0" in done.stdout
+  assert "skip base/seed0" in done.stdout and "resume B-dk16/seed0" in done.stdout
   log = (root / "B-dk16" / "seed0" / "run.log").read_text()
   assert "at step 3" in log  # resumed from the checkpoint, not retrained
   record = json.loads((root / "B-dk16" / "seed0" / "result.json").read_text())
   assert record["steps"] == 6 and record["config"]["model"]["d_k"] == 4
   assert record["paper"]["paper_bleu_dev"] == 25.1 and len(record["vocab_sha256"]) == 64
+  assert record["row"] == "B-dk16" and record["run"] == {
+      "name": "B-dk16/seed0", "group": "B-dk16", "overrides": {"model.d_k": 16}, "seed": 0,
+      "sweep": f"{ROOT / 'configs' / 'table3.py'}:scale=mini",
+      "metadata": {"paper_ppl_dev": 5.16, "paper_bleu_dev": 25.1, "paper_params_m": 58,
+                   "table3_group": "B"}}
+  base = json.loads((root / "base" / "seed0" / "result.json").read_text())
+  assert (base["run"]["group"], base["run"]["overrides"]) == ("base", {})
   assert math.isfinite(record["dev_ppl"]) and record["versions"]["jax"] == jax.__version__
   mtime = (root / "base" / "seed0" / "result.json").stat().st_mtime_ns
 
-  again = _cli("sweep", config, "--rows=B-dk16", "--scale=mini", f"--root={root}", *tiny)
+  again = _cli("sweep", f"{config}:scale=mini", "--only=B-dk16", f"--root={root}", *tiny)
   assert again.returncode == 0 and again.stdout.count("skip ") == 2
   assert (root / "base" / "seed0" / "result.json").stat().st_mtime_ns == mtime
 

@@ -8,8 +8,9 @@
   transformer-jax average   --workdir=DIR [--last=5] [--output=DIR/average_last5]
   transformer-jax rows      (the Table 3 rows of configs/table3.py, with the paper's numbers)
   transformer-jax run       --config=configs/table3.py:ROW[,scale=mini][,seed=K] --workdir=DIR
-  transformer-jax sweep     --config=configs/table3.py --root=DIR [--rows=A,B-dk16] [--seeds=1]
-                            [--scale=paper|mini] [--parallel=1] [--dry-run]
+  transformer-jax sweep     --config=FILE[:ARG] --root=DIR [--seeds=1] [--only=NAME,GLOB,...]
+                            [--dry-run] [--launcher=local|ray] [--parallel=N]
+                            [--ray_address=auto] [--run_resources='{"GPU": 1}'] [--config.K=V]
   transformer-jax compare   DIR [DIR...] [--output=DIR/report] [--reference=NAME]
 
 Configs are ml-collections files; any field can be overridden with --config.SECTION.KEY=VALUE.
@@ -17,8 +18,9 @@ Configs are ml-collections files; any field can be overridden with --config.SECT
 final (checkpoint-averaged) parameters if training finished, else the latest checkpoint, or
 the checkpoint given by --step, or the parameters saved in --params (e.g. by `average`).
 A `train` stopped by SIGTERM or SIGINT saves a checkpoint and exits with status 128 + signal.
-`run` is `train` followed by dev-set scoring into WORKDIR/result.json (Table 3 rows); `sweep`
-runs rows x seeds under --root, skipping finished runs and resuming interrupted ones; `compare`
+`run` is `train` followed by dev-set scoring into WORKDIR/result.json; `sweep` runs the
+get_sweep(ARG) of a config file (points x seeds) under --root, here or on Ray, skipping
+finished runs and resuming interrupted ones (transformer_jax/experiments/); `compare`
 groups the result.json files under DIRs by their overrides (seeds pooled) and writes a report
 (Markdown, HTML, plots) of each group against the reference group (the one without overrides,
 or --reference), with the paper's columns for a Table 3 sweep.
@@ -26,7 +28,7 @@ Bad input (config file, key or value, data file, workdir) ends with one "error: 
 the key, file (and line) or path, and status 1. A workdir has one writer: `train` or `run` on a
 workdir that a live process is training in stops at once with "error: workdir DIR is in use by
 pid P on host H ..." and status 75 (EX_TEMPFAIL), leaving that run alone; a lock left by a dead
-process is ignored (workdir.hold).
+process is ignored (workdir.hold). A sweep reports such a run as claimed, not failed.
 """
 
 from __future__ import annotations
@@ -58,15 +60,27 @@ flags.DEFINE_float("alpha", None, "Length penalty (default: the config's, 0.6)."
 flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters.")
 flags.DEFINE_string("params", None, "Use the parameters saved in this directory (by `average` "
                     "or training's final_params) instead of the final parameters.")
-flags.DEFINE_string("rows", "all", "sweep: Table 3 rows and groups, e.g. 'A,B-dk16,big' "
-                    "('all' = every row; base is always included).")
-flags.DEFINE_string("root", None, "sweep: directory holding one workdir per run (ROW/seedK).")
-flags.DEFINE_integer("seeds", 1, "sweep: seeds per row (0..seeds-1).")
-flags.DEFINE_enum("scale", "paper", ["paper", "mini"], "sweep: 'paper' sizes or the CPU 'mini' "
-                  "scale of configs/table3.py.")
-flags.DEFINE_integer("parallel", 1, "sweep: runs at a time on this machine.")
+flags.DEFINE_string("only", "", "sweep: names or shell globs of the points to run, e.g. "
+                    "'A-*,C-N8' or 'h=4,p_drop=0.3' (the reference point without overrides, if "
+                    "any, is always kept).")
+flags.DEFINE_string("rows", "", "sweep: the same as --only (kept for Table 3's old commands).")
+flags.DEFINE_string("root", None, "sweep: directory holding one workdir per run (NAME/seedK).")
+flags.DEFINE_integer("seeds", 1, "sweep: seeds per point (0..seeds-1).")
+flags.DEFINE_enum("scale", None, ["paper", "mini"], "sweep: adds scale=SCALE to the config "
+                  "argument (kept for Table 3's old commands: configs/table3.py:scale=mini).")
+flags.DEFINE_integer("parallel", None, "sweep: runs at a time (local: default 1; ray: in "
+                     "flight at once, default as many as the cluster fits; a local Ray "
+                     "instance gets this many runs' CPUs).")
 flags.DEFINE_bool("dry_run", False, "sweep: print one command per unfinished run; run nothing. "
                   "Also spelled --dry-run.")
+flags.DEFINE_enum("launcher", "local", ["local", "ray"], "sweep: a process pool on this "
+                  "machine, or one Ray task per run.")
+flags.DEFINE_string("ray_address", None, "sweep --launcher=ray: the cluster to use ('auto' = "
+                    "the one this node belongs to, or HOST:PORT); default a local Ray instance.")
+flags.DEFINE_string("run_resources", '{"CPU": 1}', "sweep --launcher=ray: the resources each "
+                    'run\'s task declares, as JSON, e.g. \'{"TPU": 4}\' or \'{"GPU": 1}\'.')
+flags.DEFINE_integer("max_retries", 3, "sweep --launcher=ray: retries of a run whose process, "
+                     "worker or node died; it resumes from its checkpoint.")
 flags.DEFINE_bool("allow_config_change", False, "train: resume a workdir whose saved config "
                   "differs in model.* or data.* keys, as long as no parameter changes shape.")
 flags.DEFINE_string("reference", None, "compare: the group to compare against (default: the "
@@ -267,43 +281,78 @@ def cmd_average() -> None:
 
 
 def cmd_rows() -> None:
-  from transformer_jax import table3
+  from transformer_jax.experiments import table3
   print(f"{'row':<14} {'PPL':>5} {'BLEU':>5} {'params M':>8}  overrides of base")
   for row, (overrides, (ppl, bleu, params)) in table3.ROWS.items():
     changes = ", ".join(f"{k.split('.')[1]}={v}" for k, v in overrides.items())
     print(f"{row:<14} {ppl:>5.2f} {bleu:>5.1f} {'' if params is None else params:>8}  {changes}")
 
 
-def cmd_run() -> None:
-  from transformer_jax import run_record
+def cmd_run(override_keys: list[str]) -> None:
+  from transformer_jax.experiments import record
   if FLAGS.config is None:
     raise SystemExit(f"error: --config is required\n{_usage()}")
-  result = run_record.run(FLAGS.config, pathlib.Path(_require("workdir")))
+  workdir = pathlib.Path(_require("workdir"))
+  spec = record.run_spec(workdir, FLAGS.config, override_keys)
+  result = record.run(FLAGS.config, workdir, spec=spec)
   if "stopped_by" in result:
     import signal
     raise SystemExit(128 + signal.Signals[result["stopped_by"]].value)
 
 
-def cmd_sweep(extra_args: list[str]) -> None:
-  from transformer_jax import sweep
-  path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config is not None else None
-  if not path:
-    raise SystemExit(f"error: --config=configs/table3.py is required\n{_usage()}")
+def cmd_sweep(config: str | None, extra_args: list[str]) -> None:
+  from transformer_jax.experiments import launch, spec
+  if not config:
+    raise SystemExit(f"error: --config=FILE[:ARG] is required (a config file with get_sweep)\n"
+                     f"{_usage()}")
+  if FLAGS.scale:
+    file, _, arg = config.partition(":")
+    config = f"{file}:{','.join(p for p in (arg, f'scale={FLAGS.scale}') if p)}"
   try:
-    runs = sweep.plan(path.split(":")[0], sweep.select_rows(FLAGS.rows), seeds=FLAGS.seeds,
-                      scale=FLAGS.scale, root=_require("root"), extra_args=extra_args)
-  except sweep.SweepError as e:
+    resources = json.loads(FLAGS.run_resources)
+    if not isinstance(resources, dict):
+      raise ValueError("not a JSON object")
+  except ValueError as e:
+    raise SystemExit(f"error: --run_resources={FLAGS.run_resources!r} must be a JSON object "
+                     f"like '{{\"GPU\": 1}}' ({e})")
+  try:
+    runs = spec.plan(config, root=_require("root"), seeds=FLAGS.seeds,
+                     only=",".join(o for o in (FLAGS.only, FLAGS.rows) if o), extra_args=extra_args)
+    if FLAGS.dry_run:
+      for r in runs:
+        print(("# finished: " if r.finished else "") + r.command())
+      return
+    if FLAGS.launcher == "ray":
+      out = launch.ray_sweep(runs, address=FLAGS.ray_address, resources=resources,
+                             parallel=FLAGS.parallel, max_retries=FLAGS.max_retries)
+    else:
+      out = launch.local(runs, parallel=FLAGS.parallel or 1)
+  except spec.SpecError as e:
     raise SystemExit(f"error: {e}")
-  if FLAGS.dry_run:
-    for r in runs:
-      print(("# finished: " if r.finished else "") + r.command())
-    return
-  out = sweep.execute(runs, parallel=FLAGS.parallel)
   print(f"sweep: {len(out['done'])} done, {len(out['skipped'])} skipped (finished before), "
-        f"{len(out['busy'])} skipped (claimed by another process), "
+        f"{len(out['claimed'])} skipped (claimed by another process), "
         f"{len(out['failed'])} failed; compare with: transformer-jax compare {FLAGS.root}")
+  for r in out["failed"]:
+    print(f"failed: {r.name}: see {r.workdir / 'run.log'}")
   if out["failed"]:
     raise SystemExit(1)
+
+
+def _take_config_args(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
+  """(argv without them, the --config value, the --config.* flags) for `sweep`, whose config
+  file is read by spec.plan (get_sweep), not by the config flag (get_config)."""
+  rest, config, overrides = [], None, []
+  args = iter(argv)
+  for a in args:
+    if a.startswith("--config="):
+      config = a.split("=", 1)[1]
+    elif a == "--config":
+      config = next(args, None)
+    elif a.startswith("--config."):
+      overrides.append(a)
+    else:
+      rest.append(a)
+  return rest, config, overrides
 
 
 def cmd_compare(dirs: list[str]) -> None:
@@ -329,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     raise SystemExit(2)
   command = argv.pop(1)
   argv = ["--dry_run" if a == "--dry-run" else a for a in argv]
+  sweep_config, sweep_overrides = None, []
+  if command == "sweep":
+    argv, sweep_config, sweep_overrides = _take_config_args(argv)
   sys.argv = list(argv)  # ml_collections reads --config.* overrides from sys.argv
   overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
   spec = config_file.spec_from_argv(argv)
@@ -357,9 +409,11 @@ def main(argv: list[str] | None = None) -> None:
       return cmd_compare(positional)
     if command == "sweep":
       # --config.* overrides are passed on to every run of the sweep.
-      return cmd_sweep([a for a in argv if a.startswith("--config.")])
+      return cmd_sweep(sweep_config, sweep_overrides)
+    if command == "run":
+      return cmd_run([o[len("--config."):] for o in overrides])
     {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
-     "params": cmd_params, "average": cmd_average, "rows": cmd_rows, "run": cmd_run}[command]()
+     "params": cmd_params, "average": cmd_average, "rows": cmd_rows}[command]()
   except WorkdirBusy as e:  # claimed by another run, not broken: a sweep skips it
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(EX_TEMPFAIL)

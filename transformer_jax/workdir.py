@@ -7,7 +7,7 @@ refuses such a change unless asked (`--allow_config_change`), and even then refu
 of parameter shapes.
 
 One workdir has one writer: `hold(workdir)` is the lock a training process keeps for its whole
-life (train.train and run_record.run take it), so a second `train` on the same workdir stops at
+life (train.train and experiments.record.run take it), so a second `train` on the same workdir stops at
 once with WorkdirBusy instead of writing checkpoints and metrics beside the first.
 """
 
@@ -218,7 +218,7 @@ def hold(workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
   OOM kill), so a dead run never blocks the next start. The file also records the holder
   (host, pid, start time) for the message of WorkdirBusy, is touched every HEARTBEAT_SECONDS,
   and is emptied on release (never deleted: a deleted lock file lets two processes lock two
-  different files). Holding is reentrant within a process (run_record.run holds the workdir
+  different files). Holding is reentrant within a process (experiments.record.run holds the workdir
   around train.train, which holds it too).
 
   File systems: on local disks flock excludes every other process, and the record is only

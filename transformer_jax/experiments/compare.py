@@ -36,8 +36,8 @@ import ml_collections
 from scipy import stats
 
 from transformer_jax import config as config_lib
-from transformer_jax import run_record
-from transformer_jax import table3
+from transformer_jax.experiments import record as run_record
+from transformer_jax.experiments import table3
 from transformer_jax.experiments import bootstrap
 from transformer_jax.experiments import compare_report
 

@@ -15,7 +15,7 @@ import math
 import pathlib
 from typing import Any
 
-from transformer_jax import table3
+from transformer_jax.experiments import table3
 from transformer_jax.experiments import bootstrap
 from transformer_jax.experiments import compare_plots
 

@@ -2,7 +2,7 @@
 
 `run(config, workdir)` is what `transformer-jax run` and every run of a sweep do: train (or
 resume) to config.train.steps, translate the dev set with the last checkpoint (Table 3 uses no
-checkpoint averaging), and write result.json, the record `report` compares. result.json is
+checkpoint averaging), and write result.json, the record `compare` reads. result.json is
 written last and atomically, so its presence means the run finished.
 
 result.json holds: the resolved config; provenance (git commit and whether the tree was dirty,
@@ -10,8 +10,14 @@ versions of python/jax/jaxlib/flax/optax/orbax/sacrebleu/sentencepiece, the devi
 hashes of the training data files and of the vocabulary; parameter count; steps; wall time
 (seconds, summed over resumed segments) and target tokens per second; final dev perplexity (per
 wordpiece) and dev sacreBLEU with its signature (plus the paper's tokenized compound-split BLEU
-when config.train.paper_bleu); the dev translations and references (dev.hyp, dev.ref); and,
-for Table 3 rows, the paper's numbers.
+when config.train.paper_bleu); the dev translations and references (dev.hyp, dev.ref); for
+Table 3 rows, the paper's numbers ('row', 'paper'); and 'run', what the run is:
+  {"name": "h=4,p_drop=0.3/seed1", "group": "h=4,p_drop=0.3",
+   "overrides": {"model.h": 4, "model.p_drop": 0.3}, "seed": 1,
+   "sweep": "experiments/example_sweep.py", "metadata": {...}}
+copied from WORKDIR/run.json, which a launcher writes before it starts the run (spec.Run.spec);
+a `transformer-jax run` outside a sweep records its own --config.* overrides the same way, with
+"sweep": null (see `run_spec`).
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from transformer_jax import config as config_lib
 from transformer_jax import data as data_lib
 from transformer_jax import evaluate
 from transformer_jax import train as train_lib
+from transformer_jax.experiments import spec as spec_lib
 from transformer_jax.model import Transformer
 from transformer_jax.tokenizer import Tokenizer
 
-RESULT = "result.json"
+RESULT = spec_lib.RESULT
 DEV_HYP = "dev.hyp"
 DEV_REF = "dev.ref"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "sacrebleu", "sentencepiece",
@@ -110,9 +117,43 @@ def dev_loss_curve(records: list[dict]) -> list[tuple[int, float]]:
   return sorted(curve.items())
 
 
+def run_spec(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
+             override_keys: list[str]) -> dict[str, Any]:
+  """The 'run' entry of a record: WORKDIR/run.json if a launcher wrote one, else built from
+  the command line's --config.KEY overrides (`override_keys`, values read from `config`;
+  the seed keys are the seed, not overrides).
+
+  Raises:
+    ConfigError: run.json is not a JSON object.
+  """
+  path = pathlib.Path(workdir) / spec_lib.SPEC
+  if path.exists():
+    try:
+      spec = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+      raise config_lib.ConfigError(f"{path} is not valid JSON ({e}); it holds the run's "
+                                   "spec, written by the sweep that started it") from None
+    if not isinstance(spec, dict):
+      raise config_lib.ConfigError(f"{path} must hold a JSON object (the run's spec)")
+    return spec
+  overrides = {}
+  for key in dict.fromkeys(override_keys):
+    if key not in spec_lib.SEED_KEYS:
+      section, name = key.split(".", 1)
+      value = config[section][name]
+      overrides[key] = list(value) if isinstance(value, tuple) else value
+  group = spec_lib.name_of(overrides)
+  seed = config.train.seed
+  return {"name": f"{group}/seed{seed}", "group": group, "overrides": overrides, "seed": seed,
+          "sweep": None, "metadata": {}}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print, spec: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains (or resumes) `config` in `workdir`, scores the dev set, writes result.json.
+
+  Args:
+    spec: the record's 'run' entry (see run_spec); None = run_spec(workdir, config, []).
 
   Returns:
     The result record, or train()'s result if training was stopped by a signal (no record is
@@ -122,12 +163,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     ConfigError, DataError, DivergenceError, WorkdirError, WorkdirBusy: as train.train; the
       workdir stays held (train.claim) from training to result.json.
   """
+  workdir = pathlib.Path(workdir)
+  spec = run_spec(workdir, config, []) if spec is None else spec
   with train_lib.claim(config, workdir) as workdir:
-    return _run(config, workdir, log)
+    return _run(config, workdir, log, spec)
 
 
 def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-         log: Callable[[str], None]) -> dict[str, Any]:
+         log: Callable[[str], None], spec: dict[str, Any]) -> dict[str, Any]:
   trained = train_lib.train(config, workdir, log)
   if "stopped_by" in trained:
     return trained
@@ -184,6 +227,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       "data_sha256": data_id,
       "vocab_sha256": sha256(workdir / "spm.model"),
       "paper": paper.to_dict() if paper else None,
+      "run": spec,
       **provenance(),
       "config": json.loads(config.to_json_best_effort()),
   }

@@ -1,7 +1,9 @@
 """Table 3 of the paper as data: every row's overrides of the base model and its published numbers.
 
-`configs/table3.py` turns a row into a config; `report` uses the same table to order rows, show
-missing ones and put the paper's numbers beside ours. Rows (Vaswani et al. 2017, Table 3):
+`configs/table3.py` turns a row into a config (`get_config`) and the table into a sweep
+(`get_sweep`: a chain of named points with the paper's numbers as metadata); `compare` uses the
+same table to order rows, show missing ones and put the paper's numbers beside ours.
+Rows (Vaswani et al. 2017, Table 3):
 base; A (h with d_k = d_v = d_model / h); B (d_k alone); C (N, d_model, d_ff); D (P_drop,
 eps_ls); E (learned positions); big. Paper numbers: dev perplexity per wordpiece and dev BLEU on
 newstest2013, parameters in millions (None where the paper gives none).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ml_collections
 
 from transformer_jax.config import ConfigError, default_config
+from transformer_jax.experiments import spec
 
 # name -> (overrides of the paper's base, (paper dev PPL, dev BLEU, params in M or None)).
 # Table 3 of Vaswani et al. (2017); also ../shared/paper/table3.csv (checked by a test).
@@ -126,9 +129,31 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
       "row": row,  # Table 3 row name
       "group": group(row),  # A..E, or base / big
       "scale": scale,  # 'paper' | 'mini'
-      "seed": seed,  # train.seed and data.seed
+      "seed": c.train.get_ref("seed"),  # = train.seed (and data.seed unless overridden)
       "paper_ppl_dev": ppl,  # published dev perplexity (newstest2013, per wordpiece)
       "paper_bleu_dev": bleu,  # published dev BLEU (newstest2013)
       "paper_params_m": params_m if params_m is not None else -1.0,  # millions; -1 = not given
   })
   return c.lock()
+
+
+def get_sweep(arg: str = "") -> list[spec.Point]:
+  """Table 3 as a sweep: one named point per row, in the paper's order, at a scale.
+
+  `arg` is '[scale=paper|mini]'. Each point is selected by the config argument 'ROW,scale=S'
+  (the row's overrides are applied before the mini scale shrinks them) and carries the
+  paper's numbers as metadata: paper_ppl_dev, paper_bleu_dev, paper_params_m (None where the
+  paper gives none) and table3_group (A..E, base, big).
+
+  Raises:
+    ConfigError: an unknown option or scale.
+  """
+  options = dict(p.split("=", 1) if "=" in p else (p, "") for p in (arg or "").split(",") if p)
+  if set(options) - {"scale"} or options.get("scale", "paper") not in SCALES:
+    raise ConfigError(f"table3 sweep argument {arg!r}: expected [scale=paper|mini]")
+  scale = options.get("scale", "paper")
+  return spec.chain(*(
+      spec.point(row, overrides, arg=f"{row},scale={scale}", metadata={
+          "paper_ppl_dev": ppl, "paper_bleu_dev": bleu, "paper_params_m": params_m,
+          "table3_group": group(row)})
+      for row, (overrides, (ppl, bleu, params_m)) in ROWS.items()))
