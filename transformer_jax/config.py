@@ -44,6 +44,8 @@ class TransformerConfig:
     norm: 'post' (the paper: LayerNorm(x + Sublayer(x))) or 'pre' (x + Sublayer(LayerNorm(x))).
     dtype: activation and matmul dtype, 'float32' (paper) or 'bfloat16'. Parameters, softmax
       and the loss stay float32.
+    attention_impl: how Eq. 1 is computed, the same function each way: 'auto' (per platform,
+      attention.choose_implementation), 'einsum', 'xla' or 'cudnn' (jax.nn.dot_product_attention).
   """
 
   vocab_size: int
@@ -60,6 +62,7 @@ class TransformerConfig:
   max_len: int = 512
   norm: str = "post"
   dtype: str = "float32"
+  attention_impl: str = "auto"
 
   def __post_init__(self):
     positive = ("vocab_size", "d_model", "d_ff", "h", "d_k", "d_v", "n_layers", "max_len")
@@ -82,6 +85,9 @@ class TransformerConfig:
       raise ConfigError(f"config.model.norm must be 'post' or 'pre', got {self.norm!r}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ConfigError(f"config.model.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+    from transformer_jax.attention import choose_implementation
+    choose_implementation(self.attention_impl, platform=None, dtype=self.dtype, d_k=self.d_k,
+                          d_v=self.d_v, p_drop_attn=self.p_drop_attn)  # refusals, named
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -105,6 +111,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.max_len = 512  # longest position a learned table covers (tokens)
   c.model.norm = "post"  # 'post' (paper) | 'pre' (modern switch)
   c.model.dtype = "float32"  # 'float32' (paper) | 'bfloat16' activations
+  c.model.attention_impl = "auto"  # Eq. 1 via 'auto' | 'einsum' | 'xla' | 'cudnn' (same function)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "text"  # 'text' (paths below or embedded corpus) | 'tfds' (TensorFlow Datasets)

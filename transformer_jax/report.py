@@ -212,12 +212,26 @@ def _groups(lines) -> dict[str, list[RowSummary]]:
   return groups
 
 
+def _pyplot():
+  """matplotlib.pyplot on the Agg (file-only) backend.
+
+  Raises:
+    ReportError: matplotlib is not installed (an extra, not a core dependency).
+  """
+  try:
+    import matplotlib
+  except ImportError as e:
+    raise ReportError(f"the report's plots need matplotlib ({e}); install it with "
+                      "`pip install -e \".[report]\"`") from None
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
 def plot_deltas(lines: list[RowSummary | str], path: pathlib.Path) -> pathlib.Path:
   """Bar charts, one column per ablation group: each row's change from base in dev PPL (top)
   and dev BLEU (bottom), ours beside the paper's. Writes a PNG; returns its path."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
 
   groups = _groups(lines)
   fig, axes = plt.subplots(2, max(len(groups), 1), figsize=(3.2 * max(len(groups), 1), 6),
@@ -243,9 +257,7 @@ def plot_deltas(lines: list[RowSummary | str], path: pathlib.Path) -> pathlib.Pa
 def plot_curves(records: list[dict[str, Any]], path: pathlib.Path) -> pathlib.Path:
   """Dev NLL per wordpiece against step, one panel per ablation group with base overlaid
   (first seed of each row). Writes a PNG; returns its path."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
 
   first = {}
   for r in records:
@@ -323,7 +335,7 @@ def compare(dirs: Sequence[str | pathlib.Path], output: str | pathlib.Path) -> d
     {'markdown': path, 'html': path, 'rows': the table as lists of strings}.
 
   Raises:
-    ReportError: no records under `dirs`, or an unreadable record.
+    ReportError: no records under `dirs`, an unreadable record, or no matplotlib.
   """
   records = load_records(dirs)
   if not records:
