@@ -156,6 +156,15 @@ def choose_implementation(requested: str, *, platform: Optional[str], dtype: str
                                              f"the platform is {platform!r}")
 
 
+def describe(c) -> str:
+  """'IMPL (reason)' for the log: what `model.attention_impl` of TransformerConfig `c` takes
+  on this process's platform."""
+  impl, reason = choose_implementation(c.attention_impl, platform=jax.default_backend(),
+                                       dtype=c.dtype, d_k=c.d_k, d_v=c.d_v,
+                                       p_drop_attn=c.p_drop_attn)
+  return f"{impl} ({reason})"
+
+
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: Mask, *, implementation: str,
               dropout_rate: float = 0.0, dropout_rng: Optional[jax.Array] = None,
               dropout_algorithm: str = dropout_lib.DEFAULT_ALGORITHM) -> jax.Array:

@@ -159,6 +159,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.paper_model = ""  # '' | 'base' | 'big': Table 2 row to compare cost and step time with
   c.train.peak_flops_per_device = 0.0  # FLOP/s per device for Table 2's cost formula; 0 = unknown
   c.train.grad_accum_steps = 1  # micro-batches per step: gradients summed, then / target tokens
+  c.train.profile_steps = ""  # 'N' or 'FIRST-LAST': jax.profiler trace to WORKDIR/tb; '' = off
 
   c.mesh = ml_collections.ConfigDict()  # device mesh; see sharding.py
   c.mesh.data = -1  # devices on the data-parallel axis; -1 = all the other axes leave
@@ -313,6 +314,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("adam_b1", "adam_b2", "eps_ls"):
     _expect(0.0 <= t[key] < 1.0, f"train.{key}", "in [0, 1)", t[key])
   _expect(t.adam_eps > 0.0, "train.adam_eps", "> 0", t.adam_eps)
+  from transformer_jax import profiling  # pylint: disable=import-outside-toplevel
+  profiling.parse_steps(t.profile_steps)
   _expect(t.dropout_prng in ("rbg", "unsafe_rbg", "threefry2x32"), "train.dropout_prng",
           "'rbg', 'unsafe_rbg' or 'threefry2x32'", t.dropout_prng)
   for key in ("beam_size", "batch_size"):

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 import tqdm
 
+from transformer_jax import attention as attention_lib
 from transformer_jax import budget
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import config as config_lib
@@ -38,6 +39,7 @@ from transformer_jax import data as data_lib
 from transformer_jax import evaluate
 from transformer_jax import metrics_writer
 from transformer_jax import optim
+from transformer_jax import profiling
 from transformer_jax import workdir as workdir_lib
 from transformer_jax import sharding as sharding_lib
 from transformer_jax.losses import label_smoothed_cross_entropy
@@ -363,7 +365,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   state = init_fn(t.seed)
   n_params = count_params(state.params)
   log(f"model: {n_params:,} parameters ({n_params / 1e6:.2f}M); mesh {dict(mesh.shape)}, "
-      f"sharding rules {config.sharding.rules!r}, {jax.process_count()} process(es)")
+      f"sharding rules {config.sharding.rules!r}, {jax.process_count()} process(es); "
+      f"attention {attention_lib.describe(mcfg)}")
 
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
   start, state, meta = ckpts.restore_latest(state, log)
@@ -388,6 +391,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
   step = start
   recent: list[tuple[int, dict]] = []  # (step, metrics) not yet checked for NaN/Inf
   # Each process pads only the rows its devices hold and places them (in the prefetch thread).
+  trace = profiling.StepTrace(t.profile_steps, workdir / "tb", log)  # train.profile_steps
   local = train_batches.iterate(start, rows=lambda n: sharding_lib.process_rows(batch_sh, n))
   batches = _prefetch(sharding_lib.global_batch(b, batch_sh, train_batches.rows(
       b["tgt_out"].shape[1])) for b in local)
@@ -397,7 +401,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
         before_input = time.perf_counter()
         batch = next(batches)
         wait_since += time.perf_counter() - before_input
+        trace.before(step)
         state, metrics = step_fn(state, batch, dropout_rng)
+        trace.after(step, metrics)
         pending.append(metrics)
         recent.append((step, metrics))
         bar.update(1)
@@ -436,6 +442,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
         if stop.signal:
           break
     finally:
+      trace.close()
       batches.close()
       bar.close()
       ckpts.wait()
