@@ -187,3 +187,13 @@ def test_cached_decoding_through_xla_equals_the_full_forward(two_models):
   for i in range(tgt.shape[1]):
     logits, cache = step(cache, tgt[:, i], jnp.int32(i))
     np.testing.assert_allclose(np.asarray(logits), full[:, i], rtol=1e-4, atol=1e-4)
+
+
+def test_train_refuses_cudnn_off_a_gpu_before_any_work(tiny_data, tmp_path):
+  from conftest import tiny_config
+  from transformer_jax import train as train_lib
+  config = tiny_config(tiny_data, **{"model.attention_impl": "cudnn",
+                                     "model.dtype": "bfloat16"})
+  with pytest.raises(ConfigError, match=r"needs an NVIDIA GPU, and jax's platform is 'cpu'"):
+    train_lib.train(config, tmp_path, log=lambda *_: None)
+  assert not (tmp_path / "spm.model").exists()  # refused before the vocabulary

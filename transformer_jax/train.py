@@ -334,6 +334,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, log=pr
     raise config_lib.ConfigError(
         f"config.train.grad_accum_steps must be an integer >= 1, got {t.grad_accum_steps}")
   mesh, rule_set = sharding_lib.make_mesh(config), sharding_lib.rules(config)
+  attention_lib.describe(config_lib.model_config(config))  # 'cudnn' off a GPU: refused now
   batch_sh = sharding_lib.batch_sharding(mesh, rule_set)
   if lead:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
