@@ -100,14 +100,14 @@ class Mask:
     return mask
 
 
-def choose_implementation(requested: str, *, platform: Optional[str], dtype: str, d_k: int, d_v: int,
-                          p_drop_attn: float) -> tuple[str, str]:
+def choose_implementation(requested: str, *, platform: Optional[str], dtype: str, d_k: int,
+                          d_v: int, p_drop_attn: float) -> tuple[str, str]:
   """The attention implementation for `model.attention_impl`, and why (a pure function).
 
   'auto' takes cuDNN's fused kernel on a GPU when it can serve the model (bfloat16, d_k == d_v,
-  d_k a multiple of 8 and <= 128, no attention-weight dropout), otherwise 'einsum': on CPU it
-  measured faster than 'xla' (benchmarks/RESULTS.md), and on GPU in float32 and on TPU both
-  lower to the same two matmuls and softmax.
+  d_k a multiple of 8 and <= 128, no attention-weight dropout), otherwise 'einsum': on the CPU
+  'xla' measured no faster in float32 and slower in bfloat16 (benchmarks/RESULTS.md); on
+  a GPU in float32 and on TPU both are XLA's two matmuls and softmax, not yet compared there.
 
   Args:
     requested: one of IMPLEMENTATIONS.
@@ -191,8 +191,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: Mask, *, implement
   if lengths is not None:
     lengths = lengths.astype(jnp.int32)
     if implementation == "cudnn":
-      # A row with no key at all (an all-PAD batch row) gets key 0, as a uniform average over
-      # masked keys would on the other paths: the row is padding, what it sees is never used.
+      # A row with no key at all (an all-PAD batch row) is given key 0 (the other paths
+      # average all its keys uniformly): the row is padding, its output is never used.
       lengths = jnp.maximum(lengths, 1)
   return jax.nn.dot_product_attention(q, k, v, is_causal=mask.causal,
                                       key_value_seq_lengths=lengths,
