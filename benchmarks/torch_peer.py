@@ -57,7 +57,8 @@ def _model(vocab: int, d_model: int, h: int, n_layers: int, d_ff: int, p_drop: f
 
     def forward(self, src, tgt_in):
       n = tgt_in.shape[1]
-      causal = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)  # True = masked
+      causal = torch.triu(torch.ones(n, n, dtype=torch.bool, device=tgt_in.device),
+                          diagonal=1)  # True = masked
       out = self.core(self._inputs(src), self._inputs(tgt_in), tgt_mask=causal,
                       tgt_is_causal=True, src_key_padding_mask=src == PAD,
                       memory_key_padding_mask=src == PAD, tgt_key_padding_mask=tgt_in == PAD)
