@@ -23,32 +23,47 @@ from transformer_jax import main as cli
 from transformer_jax.config import ASSETS
 
 
+def measure(workdir: pathlib.Path, n_lines: int = 200, beam_size: int = 4,
+            modes: tuple[bool, ...] = (True, False)) -> dict:
+  """Sentences/s of beam search with the workdir's parameters, per mode (use_cache), after a
+  warm-up pass over the same sentences; also benchmarks/device_check.py's decoding figure.
+
+  Returns:
+    {'source': params used, 'lines': n, 'rates': {use_cache: sentences/s},
+     'seconds': {use_cache: s}, 'outputs': {use_cache: translations}}.
+  """
+  flags.FLAGS(sys.argv[:1])  # the CLI's loader reads --params/--step from absl flags
+  config, model, tokenizer, params, source = cli._load_run(pathlib.Path(workdir))
+  lines = (ASSETS / "multi30k" / "test2016.en").read_text(encoding="utf-8").splitlines()
+  lines = lines[:n_lines]
+  out = {"source": source, "lines": len(lines), "rates": {}, "seconds": {}, "outputs": {}}
+  for use_cache in modes:
+    kwargs = dict(beam_size=beam_size, alpha=config.decode.alpha,
+                  max_extra_len=config.decode.max_extra_len,
+                  batch_size=config.decode.batch_size, use_cache=use_cache)
+    evaluate.translate_lines(model, params, tokenizer, lines, **kwargs)  # compile
+    start = time.perf_counter()
+    out["outputs"][use_cache] = evaluate.translate_lines(model, params, tokenizer, lines,
+                                                         **kwargs)
+    out["seconds"][use_cache] = time.perf_counter() - start
+    out["rates"][use_cache] = len(lines) / out["seconds"][use_cache]
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--lines", type=int, default=200)
   parser.add_argument("--beam_size", type=int, default=4)
   args = parser.parse_args()
-  flags.FLAGS(sys.argv[:1])  # the CLI's loader reads --params/--step from absl flags
-  config, model, tokenizer, params, source = cli._load_run(pathlib.Path(args.workdir))
-  lines = (ASSETS / "multi30k" / "test2016.en").read_text(encoding="utf-8").splitlines()
-  lines = lines[:args.lines]
-  print(f"{len(lines)} sentences of test2016, beam {args.beam_size}, params {source}")
-  rates, outputs = {}, {}
+  m = measure(pathlib.Path(args.workdir), args.lines, args.beam_size)
+  print(f"{m['lines']} sentences of test2016, beam {args.beam_size}, params {m['source']}")
   for use_cache in (True, False):
-    kwargs = dict(beam_size=args.beam_size, alpha=config.decode.alpha,
-                  max_extra_len=config.decode.max_extra_len,
-                  batch_size=config.decode.batch_size, use_cache=use_cache)
-    evaluate.translate_lines(model, params, tokenizer, lines, **kwargs)  # compile
-    start = time.perf_counter()
-    outputs[use_cache] = evaluate.translate_lines(model, params, tokenizer, lines, **kwargs)
-    seconds = time.perf_counter() - start
-    rates[use_cache] = len(lines) / seconds
-    print(f"{'cached' if use_cache else 'uncached':9s} {seconds:7.1f} s  "
-          f"{rates[use_cache]:7.1f} sentences/s")
-  same = sum(a == b for a, b in zip(outputs[True], outputs[False]))
-  print(f"cached / uncached speed: {rates[True] / rates[False]:.1f}x; "
-        f"identical translations: {same}/{len(lines)}")
+    print(f"{'cached' if use_cache else 'uncached':9s} {m['seconds'][use_cache]:7.1f} s  "
+          f"{m['rates'][use_cache]:7.1f} sentences/s")
+  same = sum(a == b for a, b in zip(m["outputs"][True], m["outputs"][False]))
+  print(f"cached / uncached speed: {m['rates'][True] / m['rates'][False]:.1f}x; "
+        f"identical translations: {same}/{m['lines']}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def _model(vocab: int, d_model: int, h: int, n_layers: int, d_ff: int, p_drop: f
 
     def forward(self, src, tgt_in):
       n = tgt_in.shape[1]
-      causal = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)  # True = masked
+      causal = torch.triu(torch.ones(n, n, dtype=torch.bool, device=tgt_in.device),
+                          diagonal=1)  # True = masked
       out = self.core(self._inputs(src), self._inputs(tgt_in), tgt_mask=causal,
                       tgt_is_causal=True, src_key_padding_mask=src == PAD,
                       memory_key_padding_mask=src == PAD, tgt_key_padding_mask=tgt_in == PAD)
@@ -66,12 +67,17 @@ def _model(vocab: int, d_model: int, h: int, n_layers: int, d_ff: int, p_drop: f
   return Peer()
 
 
-def runner(size: dict, seed: int = 0):
-  """Builds the PyTorch peer at `size` and takes 2 warm-up steps.
+def runner(size: dict, seed: int = 0, device: str = "cpu", dtype: str = "float32",
+           compile_model: bool = False, warmup: int = 2):
+  """Builds the PyTorch peer at `size` and takes `warmup` warm-up steps.
 
   Args:
     size: vocab, d_model, h, n_layers, d_ff, batch, length (as in train_step.SIZES).
     seed: seeds torch and the random batch (token ids 4..vocab-1, no PAD).
+    device: torch device, 'cpu' or 'cuda'.
+    dtype: 'float32', or 'bfloat16' for the forward and backward under torch.autocast (as
+      our model.dtype: parameters and Adam stay float32).
+    compile_model: wrap the model in torch.compile (compiled in the warm-up steps).
 
   Returns:
     (parameter count, step) where step() takes one train step and returns its loss (a host
@@ -82,23 +88,27 @@ def runner(size: dict, seed: int = 0):
 
   torch.manual_seed(seed)
   model = _model(size["vocab"], size["d_model"], size["h"], size["n_layers"], size["d_ff"],
-                 p_drop=0.1, max_len=size["length"])
+                 p_drop=0.1, max_len=size["length"]).to(device)
   model.train()
   opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+  forward = torch.compile(model) if compile_model else model
   rng = np.random.default_rng(seed)
   shape = (size["batch"], size["length"])
-  src, tgt_in, tgt_out = (torch.from_numpy(rng.integers(4, size["vocab"], size=shape))
+  src, tgt_in, tgt_out = (torch.from_numpy(rng.integers(4, size["vocab"], size=shape)).to(device)
                           for _ in range(3))
+  autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
+                            enabled=dtype == "bfloat16")
 
   def step():
     opt.zero_grad(set_to_none=True)
-    logits = model(src, tgt_in)
-    loss = F.cross_entropy(logits.reshape(-1, size["vocab"]), tgt_out.reshape(-1),
-                           ignore_index=PAD, label_smoothing=0.1)
+    with autocast:
+      logits = forward(src, tgt_in)
+      loss = F.cross_entropy(logits.float().reshape(-1, size["vocab"]), tgt_out.reshape(-1),
+                             ignore_index=PAD, label_smoothing=0.1)
     loss.backward()
     opt.step()
     return loss.detach().item()
 
-  for _ in range(2):
+  for _ in range(warmup):
     step()
   return sum(p.numel() for p in model.parameters()), step

@@ -1,17 +1,21 @@
 r"""Fixed-shape train-step throughput and model FLOP utilisation (MFU).
 
   python benchmarks/train_step.py [--sizes=small,base] [--repeats=5] [--rounds=3] [--no_torch]
+                                  [--attention=auto[,einsum,xla]] [--dtype=float32]
 
 Prints, per size and framework, the median step time over rounds x repeats timed steps (after
-one compile or two warm-up steps), our step and the PyTorch eager peer (benchmarks/torch_peer.py)
-alternating round by round in the same process, target tokens per second, their ratio, and
+one compile or two warm-up steps), our step (one column per --attention implementation,
+model.attention_impl) and the PyTorch eager peer (benchmarks/torch_peer.py) alternating round
+by round in the same process, target tokens per second, their ratio, and
 MFU = model FLOPs/s / peak, where model FLOPs per step are 6 x (non-embedding parameters x
 (source + target tokens) split between encoder and decoder, plus the output projection per
 target token) plus attention score/value FLOPs, and the peak is the float32 matmul rate
 measured here on the same machine (a 2048^3 matmul, best of 5).
 
 Sizes (issue 5): small = vocab 8000, d_model 256, h 4, N 3+3, d_ff 1024, batch 32 x 64;
-base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64.
+base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64;
+paper = the base model (vocab 37000) on the paper's batch of about 25000 target tokens
+(Section 5.1), 390 x 64 (for an accelerator; benchmarks/device_check.py).
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ from transformer_jax.model import Transformer, count_params
 SIZES = {
     "small": dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
     "base": dict(vocab=32000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=8, length=64),
+    "paper": dict(vocab=37000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=390, length=64),
 }
 
 
-def matmul_peak(n: int = 2048) -> float:
-  """Measured float32 matmul FLOP/s (best of 5) on the default device."""
-  a = jnp.ones((n, n), jnp.float32)
+def matmul_peak(n: int = 2048, dtype: str = "float32") -> float:
+  """Measured matmul FLOP/s of `dtype` operands (best of 5) on the default device, on random
+  data (zeros can run faster than real data)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
   f = jax.jit(lambda x: x @ x)
   f(a).block_until_ready()
   best = min(_time(lambda: f(a).block_until_ready()) for _ in range(5))
@@ -67,17 +73,20 @@ def model_flops(cfg: TransformerConfig, batch: int, src_len: int, tgt_len: int) 
   return 6 * matmul + 3 * attn
 
 
-def jax_runner(name: str):
-  """Builds our train step at size `name` and compiles it with one step.
+def jax_runner(name: str, attention_impl: str = "auto", dtype: str = "float32",
+               size: dict | None = None):
+  """Builds our train step at size `name` (or the dict `size`, keys as in SIZES) with
+  model.attention_impl and model.dtype, and compiles it with one step.
 
   Returns:
     (config.model view, parameter count, step) where step() takes one train step and waits
     for it.
   """
-  s = SIZES[name]
+  s = size or SIZES[name]
   config = default_config()
   config.model.update(d_model=s["d_model"], h=s["h"], d_k=s["d_model"] // s["h"],
-                      d_v=s["d_model"] // s["h"], n_layers=s["n_layers"], d_ff=s["d_ff"])
+                      d_v=s["d_model"] // s["h"], n_layers=s["n_layers"], d_ff=s["d_ff"],
+                      attention_impl=attention_impl, dtype=dtype)
   config.data.vocab_size = s["vocab"]
   cfg = model_config(config)
   model = Transformer(cfg)
@@ -107,6 +116,9 @@ def main():
   parser.add_argument("--rounds", type=int, default=3,
                       help="alternating JAX / PyTorch rounds per size")
   parser.add_argument("--no_torch", action="store_true", help="time our step only")
+  parser.add_argument("--attention", default="auto",
+                      help="model.attention_impl values, one JAX column each (auto,einsum,xla)")
+  parser.add_argument("--dtype", default="float32", help="model.dtype of our step")
   args = parser.parse_args()
   torch_version = None if args.no_torch else torch_peer.available()
   peak = matmul_peak()
@@ -120,9 +132,11 @@ def main():
   for name in args.sizes.split(","):
     s = SIZES[name]
     tokens = s["batch"] * s["length"]
-    cfg, n_params, jax_step = jax_runner(name)
+    runs = {}
+    for impl in args.attention.split(","):
+      cfg, n_params, jax_step = jax_runner(name, impl, args.dtype)
+      runs["jax" if impl == "auto" else f"jax-{impl}"] = ([], n_params, jax_step)
     flops = model_flops(cfg, s["batch"], s["length"], s["length"])
-    runs = {"jax": ([], n_params, jax_step)}
     if torch_version:
       import torch
       torch.set_num_threads(os.cpu_count())
@@ -135,11 +149,15 @@ def main():
     for fw, (times, params, _) in runs.items():
       t = float(np.median(times))
       medians[fw] = t
-      print(f"{name:6s} {fw:6s} params {params / 1e6:6.2f}M  step {t * 1e3:7.1f} ms "
+      print(f"{name:6s} {fw:10s} params {params / 1e6:6.2f}M  step {t * 1e3:7.1f} ms "
             f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f})  "
             f"{tokens / t:8.0f} target tok/s  MFU {flops / t / peak:6.1%}")
-    if "torch" in medians:
+    if "torch" in medians and "jax" in medians:
       print(f"{name:6s} jax / torch target tokens/s: {medians['torch'] / medians['jax']:.2f}x")
+    first = next(iter(medians))
+    for fw in medians:
+      if fw.startswith("jax-") and fw != first:
+        print(f"{name:6s} {fw} / {first} target tokens/s: {medians[first] / medians[fw]:.2f}x")
 
 
 if __name__ == "__main__":

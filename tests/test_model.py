@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transformer_jax.attention import MultiHeadAttention, scaled_dot_product_attention
+from transformer_jax.attention import Mask, MultiHeadAttention, scaled_dot_product_attention
 from transformer_jax.config import (ConfigError, TransformerConfig, default_config, load_file,
                                     model_config)
 from transformer_jax.model import PAD_ID, Transformer, count_params, param_shapes, sinusoids
@@ -72,8 +72,8 @@ def test_multi_head_attention_matches_numpy_with_dk_ne_dv():
   rng = np.random.default_rng(1)
   x_q = rng.normal(size=(2, 5, D)).astype(np.float32)
   x_kv = rng.normal(size=(2, 7, D)).astype(np.float32)
-  mask = rng.random((2, 1, 5, 7)) < 0.7
-  mask[..., 0] = True
+  lengths = np.array([7, 4], np.int32)  # row 1: keys 4..6 are padding
+  mask = Mask(key_lengths=jnp.asarray(lengths))
   mha = MultiHeadAttention(h=H, d_k=K, d_v=V, d_model=D)
   variables = mha.init(jax.random.PRNGKey(1), x_q, x_kv, mask, deterministic=True)
   p = {n: np.asarray(a, np.float64) for n, a in nn.meta.unbox(variables["params"]).items()}
@@ -87,7 +87,7 @@ def test_multi_head_attention_matches_numpy_with_dk_ne_dv():
       for h in range(H):
         q = x_q[b, t] @ p["W_Q"][:, h]  # [K]
         scores = np.array([q @ (x_kv[b, s] @ p["W_K"][:, h]) for s in range(7)]) / math.sqrt(K)
-        w = _softmax(np.where(mask[b, 0, t], scores, -np.inf))
+        w = _softmax(np.where(np.arange(7) < lengths[b], scores, -np.inf))
         heads.append(sum(w[s] * (x_kv[b, s] @ p["W_V"][:, h]) for s in range(7)))  # [V]
       want[b, t] = np.concatenate(heads) @ p["W_O"].reshape(H * V, D)  # Concat(heads) W_O
   np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)

@@ -38,7 +38,7 @@ def test_dry_run_prints_every_step_and_runs_nothing(capsys, monkeypatch):
                              "--zone=us-central2-b", "--worker=all"]
     assert out[step][8].startswith("--command=") and len(out[step]) == 9
   assert "gcsfuse --implicit-dirs my-bucket /gcs" in out["setup"][8]
-  assert "'jax[tpu]==0.10.2'" in out["setup"][8]
+  assert 'python3 -m pip install -e "$HOME/transformer_jax[tpu]"' in out["setup"][8]
 
 
 def test_train_command_runs_distributed_on_every_host_with_the_extra_overrides(capsys):

@@ -44,6 +44,8 @@ class TransformerConfig:
     norm: 'post' (the paper: LayerNorm(x + Sublayer(x))) or 'pre' (x + Sublayer(LayerNorm(x))).
     dtype: activation and matmul dtype, 'float32' (paper) or 'bfloat16'. Parameters, softmax
       and the loss stay float32.
+    attention_impl: how Eq. 1 is computed, the same function each way: 'auto' (per platform,
+      attention.choose_implementation), 'einsum', 'xla' or 'cudnn' (jax.nn.dot_product_attention).
   """
 
   vocab_size: int
@@ -60,6 +62,7 @@ class TransformerConfig:
   max_len: int = 512
   norm: str = "post"
   dtype: str = "float32"
+  attention_impl: str = "auto"
 
   def __post_init__(self):
     positive = ("vocab_size", "d_model", "d_ff", "h", "d_k", "d_v", "n_layers", "max_len")
@@ -82,6 +85,9 @@ class TransformerConfig:
       raise ConfigError(f"config.model.norm must be 'post' or 'pre', got {self.norm!r}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ConfigError(f"config.model.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+    from transformer_jax.attention import choose_implementation
+    choose_implementation(self.attention_impl, platform=None, dtype=self.dtype, d_k=self.d_k,
+                          d_v=self.d_v, p_drop_attn=self.p_drop_attn)  # refusals, named
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -105,6 +111,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.max_len = 512  # longest position a learned table covers (tokens)
   c.model.norm = "post"  # 'post' (paper) | 'pre' (modern switch)
   c.model.dtype = "float32"  # 'float32' (paper) | 'bfloat16' activations
+  c.model.attention_impl = "auto"  # Eq. 1 via 'auto' | 'einsum' | 'xla' | 'cudnn' (same function)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "text"  # 'text' (paths below or embedded corpus) | 'tfds' (TensorFlow Datasets)
@@ -152,6 +159,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.paper_model = ""  # '' | 'base' | 'big': Table 2 row to compare cost and step time with
   c.train.peak_flops_per_device = 0.0  # FLOP/s per device for Table 2's cost formula; 0 = unknown
   c.train.grad_accum_steps = 1  # micro-batches per step: gradients summed, then / target tokens
+  c.train.profile_steps = ""  # 'N' or 'FIRST-LAST': jax.profiler trace to WORKDIR/tb; '' = off
 
   c.mesh = ml_collections.ConfigDict()  # device mesh; see sharding.py
   c.mesh.data = -1  # devices on the data-parallel axis; -1 = all the other axes leave
@@ -251,7 +259,7 @@ def _same_type(value, default) -> bool:
 
 
 # Sections that describe a run rather than configure it, checked by their own modules:
-# 'table3' (row name and the paper's numbers, transformer_jax/table3.py).
+# 'table3' (row name and the paper's numbers, transformer_jax/experiments/table3.py).
 METADATA_SECTIONS = ("table3",)
 
 
@@ -306,6 +314,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("adam_b1", "adam_b2", "eps_ls"):
     _expect(0.0 <= t[key] < 1.0, f"train.{key}", "in [0, 1)", t[key])
   _expect(t.adam_eps > 0.0, "train.adam_eps", "> 0", t.adam_eps)
+  from transformer_jax import profiling  # pylint: disable=import-outside-toplevel
+  profiling.parse_steps(t.profile_steps)
   _expect(t.dropout_prng in ("rbg", "unsafe_rbg", "threefry2x32"), "train.dropout_prng",
           "'rbg', 'unsafe_rbg' or 'threefry2x32'", t.dropout_prng)
   for key in ("beam_size", "batch_size"):

@@ -357,12 +357,13 @@ def _take_config_args(argv: list[str]) -> tuple[list[str], str | None, list[str]
 
 def cmd_compare(dirs: list[str]) -> None:
   from transformer_jax.experiments import compare
+  from transformer_jax.experiments import compare_plots
   if not dirs:
     raise SystemExit(f"error: compare needs at least one directory of runs\n{_usage()}")
   output = FLAGS.output or str(pathlib.Path(dirs[0]) / "report")
   try:
     out = compare.compare(dirs, output, reference=FLAGS.reference)
-  except compare.ReportError as e:
+  except (compare.ReportError, compare_plots.PlotsUnavailable) as e:
     raise SystemExit(f"error: {e}")
   print(out["markdown"].read_text(encoding="utf-8"))
   print(f"written: {out['markdown']}, {out['html']}")

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer_jax import linear as linear_lib
-from transformer_jax.attention import MultiHeadAttention
+from transformer_jax.attention import Mask, MultiHeadAttention
 from transformer_jax.config import TransformerConfig
 from transformer_jax.dropout import Dropout
 
@@ -51,14 +51,13 @@ def sinusoids(positions: jax.Array, d_model: int) -> jax.Array:
   return pe.reshape(*positions.shape, d_model)  # [..., D]
 
 
-def causal_mask(length: int) -> jax.Array:
-  """bool [1, 1, T, T]: query t may attend to keys 0..t (Section 3.2.3)."""
-  return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
+# The decoder's self-attention: query t may attend to keys 0..t (Section 3.2.3).
+CAUSAL = Mask(causal=True)
 
 
-def padding_mask(tokens: jax.Array) -> jax.Array:
-  """bool [B, 1, 1, S]: True where the key token is not PAD."""
-  return (tokens != PAD_ID)[:, None, None, :]
+def padding_mask(tokens: jax.Array) -> Mask:
+  """Keys that are not PAD in tokens [B, S], as lengths: sequences are right-padded."""
+  return Mask(key_lengths=jnp.sum(tokens != PAD_ID, axis=1).astype(jnp.int32))
 
 
 class FeedForward(nn.Module):
@@ -122,7 +121,7 @@ def _dropout(c: TransformerConfig) -> Dropout:
 def _attention(c: TransformerConfig, name: str) -> MultiHeadAttention:
   return MultiHeadAttention(h=c.h, d_k=c.d_k, d_v=c.d_v, d_model=c.d_model,
                             p_drop_attn=c.p_drop_attn, dropout_algorithm=c.dropout_algorithm,
-                            dtype=jnp.dtype(c.dtype), name=name)
+                            dtype=jnp.dtype(c.dtype), attention_impl=c.attention_impl, name=name)
 
 
 class EncoderLayer(nn.Module):
@@ -136,8 +135,8 @@ class EncoderLayer(nn.Module):
     self.res_attn = _Residual(self.config, name="res_attn")
     self.res_ffn = _Residual(self.config, name="res_ffn")
 
-  def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool) -> jax.Array:
-    """x [B, S, D], mask [B, 1, 1, S] -> [B, S, D]."""
+  def __call__(self, x: jax.Array, mask: Mask, *, deterministic: bool) -> jax.Array:
+    """x [B, S, D], mask (the source's PAD keys) -> [B, S, D]."""
     x = self.res_attn(x, lambda z: self.self_attn(z, z, mask, deterministic=deterministic),
                       deterministic=deterministic)
     return self.res_ffn(x, self.ffn, deterministic=deterministic)
@@ -156,11 +155,10 @@ class DecoderLayer(nn.Module):
     self.res_cross = _Residual(self.config, name="res_cross")
     self.res_ffn = _Residual(self.config, name="res_ffn")
 
-  def __call__(self, y: jax.Array, memory: jax.Array, cross_mask: jax.Array, *,
+  def __call__(self, y: jax.Array, memory: jax.Array, cross_mask: Mask, *,
                deterministic: bool) -> jax.Array:
-    """Teacher-forced pass. y [B, T, D], memory [B, S, D], cross_mask [B, 1, 1, S] -> [B, T, D]."""
-    self_mask = causal_mask(y.shape[1])
-    y = self.res_self(y, lambda z: self.self_attn(z, z, self_mask, deterministic=deterministic),
+    """Teacher-forced pass. y [B, T, D], memory [B, S, D], cross_mask (source PAD) -> [B, T, D]."""
+    y = self.res_self(y, lambda z: self.self_attn(z, z, CAUSAL, deterministic=deterministic),
                       deterministic=deterministic)
     y = self.res_cross(
         y, lambda z: self.cross_attn(z, memory, cross_mask, deterministic=deterministic),
@@ -181,7 +179,7 @@ class DecoderLayer(nn.Module):
             "mem_k": mem_k, "mem_v": mem_v}
 
   def step(self, y: jax.Array, cache: dict[str, jax.Array], index: jax.Array,
-           cross_mask: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+           cross_mask: Mask) -> tuple[jax.Array, dict[str, jax.Array]]:
     """One incremental decoding step at position `index`, O(L) work.
 
     y [B, 1, D] is the layer input at position `index`; the cache holds keys and values of
@@ -193,7 +191,8 @@ class DecoderLayer(nn.Module):
       k, v = self.self_attn.project_kv(z)  # [B, 1, H, K], [B, 1, H, V]
       new_cache["k"] = jax.lax.dynamic_update_slice(cache["k"], k, (0, index, 0, 0))
       new_cache["v"] = jax.lax.dynamic_update_slice(cache["v"], v, (0, index, 0, 0))
-      visible = (jnp.arange(cache["k"].shape[1]) <= index)[None, None, None, :]  # [1,1,1,L]
+      # Query length 1 over the whole cache: keys 0..index are filled, the rest are not.
+      visible = Mask(key_lengths=jnp.full((z.shape[0],), index + 1, jnp.int32))
       return self.self_attn.attend(z, new_cache["k"], new_cache["v"], visible, deterministic=True)
 
     y = self.res_self(y, self_attention, deterministic=True)

@@ -116,12 +116,17 @@ def open_split(config: ml_collections.ConfigDict, split: str):
   """The random-access data source of `split` ('train' | 'val' | 'test'), and its label.
 
   Raises:
-    ConfigError: unknown split, or an empty TFDS split name in config.data.
+    ConfigError: unknown split, an empty TFDS split name in config.data, or TFDS not
+      installed (the `tfds` extra).
     DataError: the dataset, its split or one of the two languages is missing (the message
       names config.data.tfds_name / tfds_data_dir and how to prepare the data).
   """
-  import tensorflow_datasets as tfds
-  import tensorflow_datasets.translate  # noqa: F401  registers wmt14_translate (not lazy)
+  try:  # an extra, not a core dependency: text files train without it
+    import tensorflow_datasets as tfds
+    import tensorflow_datasets.translate  # noqa: F401  registers wmt14_translate (not lazy)
+  except ImportError as e:
+    raise ConfigError(f"config.data.source='tfds' needs tensorflow-datasets and array_record "
+                      f"({e}); install them with `pip install -e \".[tfds]\"`") from None
   if split not in SPLIT_KEYS:
     raise ConfigError(f"unknown split {split!r}; expected one of {sorted(SPLIT_KEYS)}")
   d = config.data

@@ -8,8 +8,8 @@ Steps (each a gcloud command run from this checkout; --dry-run prints them inste
           orbax's checkpoint commits rely on through Cloud Storage FUSE);
   create  the TPU VM or slice (one VM per host);
   copy    this checkout to ~/transformer_jax on every host;
-  setup   on every host: Cloud Storage FUSE, the bucket mounted at /gcs, jax[tpu] and this
-          package;
+  setup   on every host: Cloud Storage FUSE, the bucket mounted at /gcs, this package with
+          its `tpu` extra (jax[tpu]);
   train   on every host at once: `transformer_jax.main train` with jax.distributed
           (config.distributed.enabled; TPU hosts find each other by themselves), workdir
           /gcs/runs/RUN. Each host logs to ~/train_RUN.log; process 0 writes the workdir.
@@ -28,7 +28,8 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MOUNT = "/gcs"
-JAX = "jax[tpu]==0.10.2"
+# The package with its `tpu` extra: jax[tpu] of the version pyproject.toml admits.
+PACKAGE = "$HOME/transformer_jax[tpu]"
 # TPU software versions for JAX by TPU generation (cloud.google.com/tpu/docs/runtimes).
 RUNTIMES = {"v4": "tpu-ubuntu2204-base", "v5litepod": "v2-alpha-tpuv5-lite",
             "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
@@ -63,7 +64,7 @@ def commands(args: argparse.Namespace, train_args: list[str]) -> dict[str, list[
       " && sudo apt-get update && sudo apt-get install -y gcsfuse")
   mount = (f"sudo mkdir -p {MOUNT} && sudo chown $(whoami) {MOUNT}"
            f" && (mountpoint -q {MOUNT} || gcsfuse --implicit-dirs {args.bucket} {MOUNT})")
-  install = f"python3 -m pip install '{JAX}' -e ~/transformer_jax"
+  install = f'python3 -m pip install -e "{PACKAGE}"'
   workdir = f"{MOUNT}/runs/{args.run}"
   train = ["python3", "-m", "transformer_jax.main", "train", f"--config={args.config}",
            f"--workdir={workdir}", "--config.distributed.enabled=True", *train_args]

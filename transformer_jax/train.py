@@ -32,6 +32,7 @@ import numpy as np
 import optax
 import tqdm
 
+from transformer_jax import attention as attention_lib
 from transformer_jax import budget
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import config as config_lib
@@ -39,6 +40,7 @@ from transformer_jax import data as data_lib
 from transformer_jax import evaluate
 from transformer_jax import metrics_writer
 from transformer_jax import optim
+from transformer_jax import profiling
 from transformer_jax import workdir as workdir_lib
 from transformer_jax import sharding as sharding_lib
 from transformer_jax.losses import label_smoothed_cross_entropy
@@ -369,6 +371,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
     raise config_lib.ConfigError(
         f"config.train.grad_accum_steps must be an integer >= 1, got {t.grad_accum_steps}")
   mesh, rule_set = sharding_lib.make_mesh(config), sharding_lib.rules(config)
+  attention_lib.describe(config_lib.model_config(config))  # 'cudnn' off a GPU: refused now
   batch_sh = sharding_lib.batch_sharding(mesh, rule_set)
   if lead:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
@@ -400,7 +403,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
   state = init_fn(t.seed)
   n_params = count_params(state.params)
   log(f"model: {n_params:,} parameters ({n_params / 1e6:.2f}M); mesh {dict(mesh.shape)}, "
-      f"sharding rules {config.sharding.rules!r}, {jax.process_count()} process(es)")
+      f"sharding rules {config.sharding.rules!r}, {jax.process_count()} process(es); "
+      f"attention {attention_lib.describe(mcfg)}")
 
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
   start, state, meta = ckpts.restore_latest(state, log)
@@ -425,6 +429,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
   step = start
   recent: list[tuple[int, dict]] = []  # (step, metrics) not yet checked for NaN/Inf
   # Each process pads only the rows its devices hold and places them (in the prefetch thread).
+  trace = profiling.StepTrace(t.profile_steps, workdir / "tb", log)  # train.profile_steps
   local = train_batches.iterate(start, rows=lambda n: sharding_lib.process_rows(batch_sh, n))
   batches = _prefetch(sharding_lib.global_batch(b, batch_sh, train_batches.rows(
       b["tgt_out"].shape[1])) for b in local)
@@ -434,7 +439,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
         before_input = time.perf_counter()
         batch = next(batches)
         wait_since += time.perf_counter() - before_input
+        trace.before(step)
         state, metrics = step_fn(state, batch, dropout_rng)
+        trace.after(step, metrics)
         pending.append(metrics)
         recent.append((step, metrics))
         bar.update(1)
@@ -473,6 +480,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
         if stop.signal:
           break
     finally:
+      trace.close()
       batches.close()
       bar.close()
       ckpts.wait()

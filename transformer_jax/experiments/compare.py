@@ -33,7 +33,6 @@ import statistics
 from typing import Any, Sequence
 
 import ml_collections
-from scipy import stats
 
 from transformer_jax import config as config_lib
 from transformer_jax.experiments import record as run_record
@@ -166,6 +165,11 @@ def welch(reference: list[float], other: list[float]) -> tuple[float, float, flo
   NaNs when either has fewer than two values (or both no spread)."""
   if len(reference) < 2 or len(other) < 2:
     return math.nan, math.nan, math.nan
+  try:
+    from scipy import stats  # the `report` extra, like matplotlib
+  except ImportError as e:
+    raise ReportError(f"compare's intervals need scipy ({e}); install it with "
+                      "`pip install -e \".[report]\"`") from None
   result = stats.ttest_ind(other, reference, equal_var=False)
   ci = result.confidence_interval(CONFIDENCE)
   return float(ci.low), float(ci.high), float(result.df)

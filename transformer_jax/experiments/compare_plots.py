@@ -19,8 +19,21 @@ METRICS = (("ppl", "ΔPPL (dev perplexity; lower is better)"),
            ("bleu", "ΔBLEU (dev sacreBLEU; higher is better)"))
 
 
+class PlotsUnavailable(ImportError):
+  """matplotlib is not installed (it is the `report` extra, not a core dependency)."""
+
+
 def _pyplot():
-  import matplotlib
+  """matplotlib.pyplot on the Agg (file-only) backend.
+
+  Raises:
+    PlotsUnavailable: matplotlib is not installed.
+  """
+  try:
+    import matplotlib
+  except ImportError as e:
+    raise PlotsUnavailable(f"compare's plots need matplotlib ({e}); install it with "
+                           "`pip install -e \".[report]\"`") from None
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt
