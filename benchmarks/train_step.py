@@ -11,7 +11,8 @@ target token) plus attention score/value FLOPs, and the peak is the float32 matm
 measured here on the same machine (a 2048^3 matmul, best of 5).
 
 Sizes (issue 5): small = vocab 8000, d_model 256, h 4, N 3+3, d_ff 1024, batch 32 x 64;
-base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64.
+base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64; tiny (issue 16, Wu et
+al. 2021's Transformer-Tiny) = vocab 10000, d_model 128, h 4, N 4+4, d_ff 256, batch 32 x 64.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from transformer_jax.model import Transformer, count_params
 SIZES = {
     "small": dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
     "base": dict(vocab=32000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=8, length=64),
+    "tiny": dict(vocab=10000, d_model=128, h=4, n_layers=4, d_ff=256, batch=32, length=64),
 }
 
 
