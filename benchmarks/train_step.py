@@ -15,7 +15,8 @@ measured here on the same machine (a 2048^3 matmul, best of 5).
 Sizes (issue 5): small = vocab 8000, d_model 256, h 4, N 3+3, d_ff 1024, batch 32 x 64;
 base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64;
 paper = the base model (vocab 37000) on the paper's batch of about 25000 target tokens
-(Section 5.1), 390 x 64 (for an accelerator; benchmarks/device_check.py).
+(Section 5.1), 390 x 64 (for an accelerator; benchmarks/device_check.py); tiny (issue 16, Wu et
+al. 2021's Transformer-Tiny) = vocab 10000, d_model 128, h 4, N 4+4, d_ff 256, batch 32 x 64.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SIZES = {
     "small": dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
     "base": dict(vocab=32000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=8, length=64),
     "paper": dict(vocab=37000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=390, length=64),
+    "tiny": dict(vocab=10000, d_model=128, h=4, n_layers=4, d_ff=256, batch=32, length=64),
 }
 
 

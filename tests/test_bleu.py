@@ -134,3 +134,48 @@ def test_zero_four_gram_matches_give_zero_as_in_multi_bleu():
 def test_mismatched_lengths_raise():
   with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
     bleu.bleu_tok_compound_split(["a", "b"], ["a"])
+
+
+def test_lc_moses_bleu_hand_checked_value():
+  hyps = ["Ein Hund läuft im Park.", "ZWEI Männer spielen Fußball!"]
+  refs = ["Ein brauner Hund läuft im Park.", "Zwei Männer spielen Fußball."]
+  # Lowercased, then Moses-tokenized (-l de): case no longer counts, the final mark is a token.
+  assert bleu.tokenize_lc_moses(hyps) == ["ein hund läuft im park .",
+                                          "zwei männer spielen fußball !"]
+  assert bleu.tokenize_lc_moses(refs) == ["ein brauner hund läuft im park .",
+                                          "zwei männer spielen fußball ."]
+  # Sentence 1: hyp 6 tokens, ref 7 ("brauner" missing): n-grams containing "ein hund" miss.
+  #   1-grams 6/6, 2-grams 4/5, 3-grams 3/4, 4-grams 2/3.
+  # Sentence 2: 5 and 5 tokens, all but those ending in "!" match: 4/5, 3/4, 2/3, 1/2.
+  # Corpus: p1 = 10/11, p2 = 7/9, p3 = 5/7, p4 = 3/5; c = 11, r = 12, BP = exp(1 - 12/11).
+  want = 100 * math.exp(1 - 12 / 11) * (10 / 11 * 7 / 9 * 5 / 7 * 3 / 5) ** 0.25  # 67.06
+  got = bleu.bleu_lc_moses(hyps, refs)
+  assert got["bleu"] == pytest.approx(want, rel=1e-12)
+  assert got["precisions"] == pytest.approx([1000 / 11, 700 / 9, 500 / 7, 60.0])
+  assert (got["sys_len"], got["ref_len"]) == (11, 12)
+  assert got["signature"].startswith("nrefs:1|case:lc|eff:no|tok:none|smooth:none|")
+  assert got["signature"].endswith("|moses-lc-norm-tok:de")
+  both = evaluate.score_translations(hyps, refs)
+  assert both["bleu_lc_moses"] == got["bleu"]
+  assert both["sacrebleu"] < got["bleu"]  # cased: "ZWEI" and "Zwei" differ there
+
+
+def test_lc_moses_lowercases_before_tokenizing():
+  # The Multi30k scripts lowercase first. "Bart" is on Moses' German non-breaking prefix list,
+  # "bart" is not: tokenizing first would keep "Bart." whole (one token fewer in test2016.de).
+  from sacremoses import MosesTokenizer
+  assert MosesTokenizer(lang="de").tokenize("Er rasiert seinen Bart.")[-1] == "Bart."
+  assert bleu.tokenize_lc_moses(["Er rasiert seinen Bart."]) == ["er rasiert seinen bart ."]
+
+
+def test_lc_moses_bleu_on_test2016_matches_the_literature_reference_length():
+  # Multi30k papers' test2016 reference has 12,103 tokens; the main job's committed
+  # translations scored by it equal multi-bleu.perl's formula over the same tokens.
+  root = pathlib.Path(__file__).resolve().parents[1]
+  refs = (root / "transformer_jax/assets/multi30k/test2016.de").read_text("utf-8").splitlines()
+  hyps = (root / "benchmarks/multi30k_main/test.hyp").read_text("utf-8").splitlines()
+  got = bleu.bleu_lc_moses(hyps, refs)
+  assert got["ref_len"] == 12103
+  want = _multi_bleu(bleu.tokenize_lc_moses(hyps), bleu.tokenize_lc_moses(refs))
+  assert 30.0 < want < 50.0
+  assert got["bleu"] == pytest.approx(want, rel=1e-12)

@@ -21,6 +21,7 @@ import pytest
 import sacrebleu
 
 from conftest import ROOT
+from transformer_jax import bleu
 
 PAPER_BASE_PARAMS = 65_000_000  # Table 3, base: 65M with a ~37000 shared vocabulary
 COUNT = re.compile(r"^([\d,]+) parameters", re.M)
@@ -109,7 +110,7 @@ def test_evaluate_prints_bleu_and_writes_json(cli, trained_run, tiny_data, tmp_p
   reference = sacrebleu.metrics.BLEU()
   want = reference.corpus_score(hyps, [refs]).score
   signature = str(reference.get_signature())
-  match = re.search(r"^BLEU = (\d+\.\d\d)\s+(\S+)$", out, re.M)
+  match = re.search(r"^cased detokenized sacreBLEU = (\d+\.\d\d)\s+(\S+)$", out, re.M)
   assert match, out
   assert match.group(2) == signature
   written = re.search(r"^written to (.+)$", out, re.M)
@@ -122,6 +123,11 @@ def test_evaluate_prints_bleu_and_writes_json(cli, trained_run, tiny_data, tmp_p
   # Independent references: sacrebleu on what `translate` wrote for the same lines, and the
   # dev perplexity training measured with the same (averaged) parameters on the same file.
   assert result["bleu"] == pytest.approx(want, abs=1e-9)
+  lc = bleu.bleu_lc_moses(hyps, refs)  # the Multi30k literature's metric, labelled, beside it
+  assert result["bleu_lc_moses"] == pytest.approx(lc["bleu"], abs=1e-9)
+  assert result["bleu_lc_moses_signature"] == lc["signature"]
+  assert (f"lowercased Moses-tokenized BLEU (Multi30k literature) = {lc['bleu']:.2f}  "
+          f"{lc['signature']}\n") in out
   assert any(hyps), "all translations empty: BLEU would be trivially 0"
   final = json.loads((workdir / "final.json").read_text())
   assert result["ppl"] == pytest.approx(final["val_ppl"], rel=1e-4)

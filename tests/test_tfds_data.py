@@ -119,8 +119,11 @@ def test_training_and_wmt_final_evaluation_through_tfds(data_dir, tmp_path, monk
   out = _cli(monkeypatch, capsys, "evaluate", f"--workdir={tmp_path}", f"--src={src}",
              f"--ref={ref}")
   b = final["bleu"]["val"]
-  assert f"BLEU = {b['sacrebleu']:.2f}  {b['sacrebleu_signature']}\n" in out
-  assert (f"tokenized BLEU, compound-split = {b['bleu_tok_compound_split']:.2f}  "
+  assert f"cased detokenized sacreBLEU = {b['sacrebleu']:.2f}  {b['sacrebleu_signature']}\n" in out
+  assert (f"lowercased Moses-tokenized BLEU (Multi30k literature) = {b['bleu_lc_moses']:.2f}  "
+          f"{b['bleu_lc_moses_signature']}\n") in out
+  assert (f"tokenized BLEU, compound-split (the paper's Table 2) = "
+          f"{b['bleu_tok_compound_split']:.2f}  "
           f"{b['bleu_tok_compound_split_signature']}\n") in out
 
 

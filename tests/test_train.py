@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import pathlib
 import shutil
 
 import jax
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import N_TEST, TINY_STEPS, tiny_config
+from transformer_jax import bleu
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import config as config_lib
 from transformer_jax import optim
@@ -115,6 +117,10 @@ def test_run_writes_its_files(trained_run):
   assert final["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|")
   hyps = (workdir / "test.hyp").read_text(encoding="utf-8").splitlines()
   assert len(hyps) == N_TEST and sum(map(bool, hyps)) > N_TEST // 2, hyps[:5]
+  refs = pathlib.Path(final["test_ref"]).read_text(encoding="utf-8").splitlines()
+  lc = bleu.bleu_lc_moses(hyps, refs)  # beside sacreBLEU, recomputed from what was written
+  assert final["test_bleu_lc_moses"] == pytest.approx(lc["bleu"], abs=1e-9)
+  assert final["test_bleu_lc_moses_signature"] == lc["signature"]
   assert (workdir / "final_params").is_dir()
 
 

@@ -1,9 +1,10 @@
 """Translation of whole files, BLEU (sacrebleu) and per-wordpiece perplexity.
 
 BLEU is sacrebleu's corpus BLEU on detokenized output with its default signature (13a
-tokenization, cased); the signature is always reported next to the score. The paper's own
-tokenized, compound-split BLEU (`transformer_jax.bleu`) is reported next to it on request
-(`score_translations`), under its own key.
+tokenization, cased); the signature is always reported next to the score. Beside it, always,
+the Multi30k literature's lowercased Moses-tokenized BLEU (`bleu_lc_moses`), and on request the
+paper's tokenized, compound-split BLEU (`bleu_tok_compound_split`); see `transformer_jax.bleu`.
+Each keeps its own key and signature.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from transformer_jax import decode
 from transformer_jax.losses import label_smoothed_cross_entropy
 from transformer_jax.model import Transformer
 from transformer_jax.tokenizer import EOS_ID, Tokenizer
+
+
+SCORE_LABELS = {  # key in score_translations' result -> how outputs name it
+    "sacrebleu": "cased detokenized sacreBLEU",
+    "bleu_lc_moses": "lowercased Moses-tokenized BLEU (Multi30k literature)",
+    "bleu_tok_compound_split": "tokenized BLEU, compound-split (the paper's Table 2)",
+}
 
 
 def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines: Sequence[str], *,
@@ -93,13 +101,15 @@ def bleu_stats(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str
 
 def score_translations(hypotheses: Sequence[str], references: Sequence[str], *,
                        paper_bleu: bool = False, lang: str = "de") -> dict[str, Any]:
-  """sacreBLEU and, if `paper_bleu`, the paper's tokenized compound-split BLEU, side by side.
+  """sacreBLEU, the lowercased Moses-tokenized BLEU and, if `paper_bleu`, the paper's tokenized
+  compound-split BLEU, side by side.
 
   Returns:
     {'sacrebleu', 'sacrebleu_signature', 'brevity_penalty', 'hyp_ref_length_ratio'} (13a
-    tokens), plus {'bleu_tok_compound_split', 'bleu_tok_compound_split_signature'} when
-    `paper_bleu` (see `transformer_jax.bleu`; `lang` is the target language). The two BLEUs
-    are different metrics and keep their own keys.
+    tokens), {'bleu_lc_moses', 'bleu_lc_moses_signature'} (Multi30k literature's metric), plus
+    {'bleu_tok_compound_split', 'bleu_tok_compound_split_signature'} when `paper_bleu` (see
+    `transformer_jax.bleu`; `lang` is the target language). The BLEUs are different metrics
+    and keep their own keys.
 
   Raises:
     ValueError: the two lists differ in length.
@@ -107,8 +117,10 @@ def score_translations(hypotheses: Sequence[str], references: Sequence[str], *,
   stats = bleu_stats(hypotheses, references)
   out = {"sacrebleu": stats["bleu"], "sacrebleu_signature": stats["signature"],
          "brevity_penalty": stats["bp"], "hyp_ref_length_ratio": stats["ratio"]}
+  from transformer_jax import bleu as bleu_lib  # sacremoses: imported only when used
+  lc = bleu_lib.bleu_lc_moses(hypotheses, references, lang)
+  out.update(bleu_lc_moses=lc["bleu"], bleu_lc_moses_signature=lc["signature"])
   if paper_bleu:
-    from transformer_jax import bleu as bleu_lib  # sacremoses: imported only when used
     tok = bleu_lib.bleu_tok_compound_split(hypotheses, references, lang)
     out.update(bleu_tok_compound_split=tok["bleu"],
                bleu_tok_compound_split_signature=tok["signature"])
@@ -127,7 +139,7 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
   Returns:
     {'bleu': {split: scores plus 'src', 'ref' (path or TFDS label), 'decode_seconds'}} and,
     if 'test' was scored, the flat keys of earlier final.json files: test_bleu (sacreBLEU),
-    bleu_signature, test_src, test_ref, decode_seconds, brevity_penalty, hyp_ref_length_ratio.
+    bleu_signature, test_bleu_lc_moses (and its _signature), test_src, test_ref, decode_seconds, brevity_penalty, hyp_ref_length_ratio.
   """
   t, dc = config.train, config.decode
   result = {"bleu": {}}
@@ -145,12 +157,13 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
     result["bleu"][split] = {**scores, "src": text.src_path, "ref": text.tgt_path,
                              "decode_seconds": time.perf_counter() - start}
     log(f"{split} ({text.src_path}): " + "; ".join(
-        f"{k} {scores[k]:.2f} ({scores[k + '_signature']})"
-        for k in ("sacrebleu", "bleu_tok_compound_split") if k in scores)
-        + f"; translations in {out_path}")
+        f"{label} {scores[k]:.2f} ({scores[k + '_signature']})"
+        for k, label in SCORE_LABELS.items() if k in scores) + f"; translations in {out_path}")
   if "test" in result["bleu"]:
     b = result["bleu"]["test"]
     result.update(test_bleu=b["sacrebleu"], bleu_signature=b["sacrebleu_signature"],
+                  test_bleu_lc_moses=b["bleu_lc_moses"],
+                  test_bleu_lc_moses_signature=b["bleu_lc_moses_signature"],
                   test_src=b["src"], test_ref=b["ref"], decode_seconds=b["decode_seconds"],
                   brevity_penalty=b["brevity_penalty"],
                   hyp_ref_length_ratio=b["hyp_ref_length_ratio"])

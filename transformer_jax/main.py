@@ -201,17 +201,16 @@ def cmd_evaluate() -> None:
   scores = evaluate.score_translations(hyps, text.tgt, lang=config.data.tgt_lang,
                                       paper_bleu=config.train.get("paper_bleu", False))
   score, signature = scores["sacrebleu"], scores["sacrebleu_signature"]
-  paper = {k: v for k, v in scores.items() if k.startswith("bleu_tok_compound_split")}
+  tokenized = {k: v for k, v in scores.items() if k.startswith(("bleu_lc_moses", "bleu_tok"))}
   result = {"src": str(FLAGS.src), "ref": str(FLAGS.ref), "params": source, "bleu": score,
-            "bleu_signature": signature, **paper, "ppl": ppl["ppl"], "nll": ppl["nll"],
+            "bleu_signature": signature, **tokenized, "ppl": ppl["ppl"], "nll": ppl["nll"],
             "target_tokens": ppl["tokens"], "pairs": len(text.src),
             "blank_dropped": text.n_blank_dropped, "src_truncated": hyps.truncated, **options}
   out = workdir / f"eval_{pathlib.Path(FLAGS.src).name}.json"
   out.write_text(json.dumps(result, indent=2) + "\n")
-  print(f"BLEU = {score:.2f}  {signature}")
-  if paper:  # the paper's metric (config.train.paper_bleu), never mixed with sacreBLEU's
-    print(f"tokenized BLEU, compound-split = {paper['bleu_tok_compound_split']:.2f}  "
-          f"{paper['bleu_tok_compound_split_signature']}")
+  for key, label in evaluate.SCORE_LABELS.items():  # each metric on its own labelled line
+    if key in scores:
+      print(f"{label} = {scores[key]:.2f}  {scores[key + '_signature']}")
   print(f"perplexity per wordpiece = {ppl['ppl']:.3f}  ({ppl['tokens']} target tokens)")
   print(f"written to {out}")
 

@@ -9,8 +9,9 @@ result.json holds: the resolved config; provenance (git commit and whether the t
 versions of python/jax/jaxlib/flax/optax/orbax/sacrebleu/sentencepiece, the devices); sha256
 hashes of the training data files and of the vocabulary; parameter count; steps; wall time
 (seconds, summed over resumed segments) and target tokens per second; final dev perplexity (per
-wordpiece) and dev sacreBLEU with its signature (plus the paper's tokenized compound-split BLEU
-when config.train.paper_bleu); the dev translations and references (dev.hyp, dev.ref); for
+wordpiece) and dev sacreBLEU with its signature, the lowercased Moses-tokenized BLEU of the
+Multi30k literature (dev_bleu_lc_moses) and, when config.train.paper_bleu, the paper's
+tokenized compound-split BLEU; the dev translations and references (dev.hyp, dev.ref); for
 Table 3 rows, the paper's numbers ('row', 'paper'); and 'run', what the run is:
   {"name": "h=4,p_drop=0.3/seed1", "group": "h=4,p_drop=0.3",
    "overrides": {"model.h": 4, "model.p_drop": 0.3}, "seed": 1,
@@ -220,7 +221,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       "dev_bleu": bleu["sacrebleu"],
       "dev_bleu_signature": bleu["sacrebleu_signature"],
       "dev_brevity_penalty": bleu["brevity_penalty"],
-      **{f"dev_{k}": v for k, v in bleu.items() if k.startswith("bleu_tok")},
+      **{f"dev_{k}": v for k, v in bleu.items() if k.startswith(("bleu_lc_moses", "bleu_tok"))},
       "dev_source": f"{dev.src_path} / {dev.tgt_path}", "dev_hyp": DEV_HYP, "dev_ref": DEV_REF,
       "dev_pairs": len(dev.src),
       "dev_loss_curve": dev_loss_curve(records),

@@ -1,0 +1,122 @@
+"""Collects the recipe search's runs into a Markdown table (val only).
+
+  python experiments/multi30k_recipe/collect.py ROOT [--out=ROOT/results.md]
+
+For each ROOT/NAME with a val.hyp (written by the final evaluation, or by `translate` for a run
+stopped early): the model sizes, data and train settings from config.json, the step reached,
+the training loop's mean target tokens/s from metrics.jsonl (steps after the first 100, so the
+XLA compiles of the first batch shapes are left out), val perplexity (final.json: of the
+averaged model; else the last dev evaluation), and both val BLEUs recomputed here from val.hyp:
+cased detokenized sacreBLEU and lowercased Moses-tokenized BLEU (transformer_jax.bleu).
+
+A second table compares learning curves across vocabularies: val NLL per sentence (nats; the
+per-wordpiece NLL of each dev evaluation times the val target wordpieces, EOS included, / 1014
+sentences), by epoch, for each run and for the current main job (benchmarks/multi30k_main/,
+16,541 val target wordpieces with its 8k vocabulary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+from transformer_jax import evaluate
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+VAL_REF = REPO / "transformer_jax/assets/multi30k/val.de"
+MAIN_JOB = REPO / "benchmarks/multi30k_main"
+MAIN_JOB_VAL_TOKENS = 16541  # benchmarks/multi30k_main/eval_val_beam4.json: target_tokens
+
+
+def _records(path: pathlib.Path) -> list[dict]:
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def row(run: pathlib.Path) -> dict:
+  config = json.loads((run / "config.json").read_text())
+  m, d, t, dc = config["model"], config["data"], config["train"], config["decode"]
+  records = _records(run / "metrics.jsonl")
+  train = [r for r in records if r.get("kind") == "train"]
+  val = [r for r in records if r.get("kind") == "val"]
+  final = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
+  tps = [r["tokens_per_sec"] for r in train if r["step"] > 100]
+  hyps = (run / "val.hyp").read_text(encoding="utf-8").splitlines()
+  refs = VAL_REF.read_text(encoding="utf-8").splitlines()
+  scores = evaluate.score_translations(hyps, refs)
+  return {
+      "name": run.name,
+      "model": f"N{m['n_layers']} d{m['d_model']} ff{m['d_ff']} h{m['h']} p{m['p_drop']}",
+      "vocab": d["vocab_size"], "batch_tokens": d["tokens_per_batch"],
+      "lr": f"{t['lr_scale']} x Eq.3, warmup {t['warmup_steps']}",
+      "step": final.get("step", train[-1]["step"] if train else 0),
+      "epoch": train[-1]["epoch"] if train else 0.0,
+      "averaged": len(final.get("averaged_steps", [])) or None,
+      "loop_seconds": final.get("loop_seconds"),
+      "tokens_per_sec": sum(tps) / len(tps) if tps else None,
+      "val_ppl": final.get("val_ppl", val[-1]["ppl"] if val else None),
+      "beam": f"{dc['beam_size']}/{dc['alpha']}",
+      "val_sacrebleu": scores["sacrebleu"], "val_bleu_lc_moses": scores["bleu_lc_moses"],
+      "sacrebleu_signature": scores["sacrebleu_signature"],
+      "bleu_lc_moses_signature": scores["bleu_lc_moses_signature"],
+  }
+
+
+def curve(run: pathlib.Path, val_tokens: int) -> dict[int, tuple[float, float]]:
+  """{step: (epoch, val NLL per sentence in nats)} of the dev evaluations in metrics.jsonl."""
+  records = _records(run / "metrics.jsonl")
+  epoch = {r["step"]: r["epoch"] for r in records if r.get("kind") == "train"}
+  sentences = len(VAL_REF.read_text(encoding="utf-8").splitlines())
+  return {r["step"]: (epoch.get(r["step"], float("nan")), r["nll"] * val_tokens / sentences)
+          for r in records if r.get("kind") == "val"}
+
+
+def val_tokens(run: pathlib.Path) -> int:
+  """Val target wordpieces, EOS included, under the run's vocabulary."""
+  from transformer_jax.tokenizer import Tokenizer
+  refs = VAL_REF.read_text(encoding="utf-8").splitlines()
+  return sum(len(x) + 1 for x in Tokenizer.load(run / "spm.model").encode_batch(refs))
+
+
+def _fmt(v, spec: str = "") -> str:
+  return "" if v is None else format(v, spec)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("root")
+  parser.add_argument("--out")
+  args = parser.parse_args()
+  root = pathlib.Path(args.root)
+  rows = [row(p.parent) for p in sorted(root.glob("*/val.hyp"))]
+  lines = ["| run | model | vocab | batch tok | lr | step | epoch | averaged | loop s | tok/s "
+           "| val PPL | beam/alpha | val sacreBLEU | val lc Moses BLEU |",
+           "|" + "---|" * 14]
+  for r in rows:
+    lines.append(
+        f"| {r['name']} | {r['model']} | {r['vocab']} | {r['batch_tokens']} | {r['lr']} | "
+        f"{r['step']} | {r['epoch']:.1f} | {_fmt(r['averaged'])} | {_fmt(r['loop_seconds'], '.0f')} "
+        f"| {_fmt(r['tokens_per_sec'], '.0f')} | {_fmt(r['val_ppl'], '.2f')} | {r['beam']} | "
+        f"{r['val_sacrebleu']:.2f} | {r['val_bleu_lc_moses']:.2f} |")
+  if rows:
+    lines += ["", f"sacreBLEU: {rows[0]['sacrebleu_signature']}",
+              f"lc Moses BLEU: {rows[0]['bleu_lc_moses_signature']}"]
+  curves = {"main job (configs/multi30k.py)": curve(MAIN_JOB, MAIN_JOB_VAL_TOKENS)}
+  for p in sorted(root.glob("*/metrics.jsonl")):
+    curves[p.parent.name] = curve(p.parent, val_tokens(p.parent))
+  lines += ["", "Val NLL per sentence (nats) by epoch, at each dev evaluation "
+            "(step: epoch: NLL/sentence):", ""]
+  for name, points in curves.items():
+    lines.append(f"- {name}: " + ", ".join(f"{step}: {e:.1f}: {nll:.2f}"
+                                            for step, (e, nll) in sorted(points.items())))
+  text = "\n".join(lines) + "\n"
+  out = pathlib.Path(args.out) if args.out else root / "results.md"
+  out.write_text(text)
+  (out.with_suffix(".json")).write_text(json.dumps(rows, indent=2) + "\n")
+  print(text, end="")
+
+
+if __name__ == "__main__":
+  main()
