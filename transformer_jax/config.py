@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import pathlib
+import types
 
 import ml_collections
 
@@ -190,11 +191,20 @@ def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   Raises:
     FileNotFoundError: no file at `path`.
   """
+  return load_module(path).get_config()
+
+
+def load_module(path: str | pathlib.Path) -> types.ModuleType:
+  """A config file (any Python file) executed as a module of its own, by path.
+
+  Raises:
+    FileNotFoundError: no file at `path`; whatever the file raises when it runs.
+  """
   path = pathlib.Path(path)
   spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module
 
 
 def model_config(config: ml_collections.ConfigDict) -> TransformerConfig:

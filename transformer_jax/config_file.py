@@ -42,7 +42,7 @@ def _chain(error: BaseException) -> list[BaseException]:
   return chain
 
 
-def _lines_in(error: BaseException, path: str) -> list[int]:
+def lines_in(error: BaseException, path: str) -> list[int]:
   """Line numbers of the frames of `error`'s traceback that ran in the file `path`."""
   target, lines = os.path.realpath(path), []
   tb = error.__traceback__
@@ -103,7 +103,7 @@ def problem(error: BaseException | None, spec: str, value: Any = None) -> str | 
       return (f"{flag}: {path} defines no get_config(); a config file's get_config() returns "
               "its ml_collections.ConfigDict")
   for e in chain:
-    if lines := _lines_in(e, path):  # raised while FILE ran: on import or in get_config
+    if lines := lines_in(e, path):  # raised while FILE ran: on import or in get_config
       return f"{flag}: {path}, line {lines[-1]}: {_first_line(e)}"
   if isinstance(chain[-1], TypeError) and _raised_by_the_call(chain[-1]):
     called = f"get_config({arg!r})" if arg else "get_config()"

@@ -371,7 +371,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
     raise config_lib.ConfigError(
         f"config.train.grad_accum_steps must be an integer >= 1, got {t.grad_accum_steps}")
   mesh, rule_set = sharding_lib.make_mesh(config), sharding_lib.rules(config)
-  attention_lib.describe(config_lib.model_config(config))  # 'cudnn' off a GPU: refused now
+  # Checked now, before any data: 'cudnn' off a GPU is refused (choose_implementation).
+  attention = attention_lib.describe(config_lib.model_config(config))
   batch_sh = sharding_lib.batch_sharding(mesh, rule_set)
   if lead:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
@@ -404,7 +405,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
   n_params = count_params(state.params)
   log(f"model: {n_params:,} parameters ({n_params / 1e6:.2f}M); mesh {dict(mesh.shape)}, "
       f"sharding rules {config.sharding.rules!r}, {jax.process_count()} process(es); "
-      f"attention {attention_lib.describe(mcfg)}")
+      f"attention {attention}")
 
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
   start, state, meta = ckpts.restore_latest(state, log)

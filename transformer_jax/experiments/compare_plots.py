@@ -39,6 +39,18 @@ def _pyplot():
   return plt
 
 
+def _save(plt, fig, path: pathlib.Path) -> pathlib.Path:
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def _color(d) -> str:
+  """Blue for a difference outside noise (verdict better or worse), grey otherwise."""
+  return "#1f77b4" if d.verdict.startswith(("better", "worse")) else "#888888"
+
+
 def _err(d) -> tuple[float, float]:
   return (0.0, 0.0) if math.isnan(d.low) else (d.delta - d.low, d.high - d.delta)
 
@@ -75,7 +87,7 @@ def ours_against_paper(reference, groups, path: pathlib.Path) -> pathlib.Path:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axvline(0, color="black", linewidth=0.8)
     for x, d, name in points:
-      color = "#1f77b4" if d.verdict.startswith(("better", "worse")) else "#888888"
+      color = _color(d)
       _point(ax, x, d.delta, d, name, color)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
@@ -83,10 +95,7 @@ def ours_against_paper(reference, groups, path: pathlib.Path) -> pathlib.Path:
     ax.set_ylabel(f"ours: {title.split(' (')[0]} from {reference.name}", fontsize=9)
     ax.set_title(f"{title}\ngreen: same direction as the paper; blue: outside noise; "
                  "bars: 95% interval; hollow: one seed", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def deltas(reference, groups, path: pathlib.Path) -> pathlib.Path:
@@ -97,7 +106,7 @@ def deltas(reference, groups, path: pathlib.Path) -> pathlib.Path:
     for i, g in enumerate(groups):
       d = getattr(g, metric)
       lo, hi = _err(d)
-      color = "#1f77b4" if d.verdict.startswith(("better", "worse")) else "#888888"
+      color = _color(d)
       ax.errorbar([d.delta], [i], xerr=[[lo], [hi]], fmt="o", color=color, capsize=3,
                   markerfacecolor="white" if math.isnan(d.low) else color)
     ax.axvline(0, color="black", linewidth=0.8)
@@ -105,10 +114,7 @@ def deltas(reference, groups, path: pathlib.Path) -> pathlib.Path:
     ax.invert_yaxis()
     ax.set_title(f"{title} from {reference.name}\nbars: 95% interval; blue: outside noise; "
                  "hollow: one seed", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def curves(reference, groups, path: pathlib.Path) -> pathlib.Path:
@@ -132,7 +138,4 @@ def curves(reference, groups, path: pathlib.Path) -> pathlib.Path:
     ax.set_title(f"{name}: dev NLL (every seed)", fontsize=9)
     ax.set_xlabel("step", fontsize=8)
     ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)

@@ -27,13 +27,11 @@ import ast
 import builtins
 import dataclasses
 import fnmatch
-import importlib.util
 import itertools
 import json
 import pathlib
 import re
 import shlex
-import traceback
 from typing import Any, Sequence
 
 import ml_collections
@@ -210,9 +208,8 @@ class Run:
 
 def _where(path: pathlib.Path, error: BaseException) -> str:
   """'FILE:LINE' of the innermost frame of `error` in the config file, else 'FILE'."""
-  frames = [f for f in traceback.extract_tb(error.__traceback__)
-            if pathlib.Path(f.filename).resolve() == path.resolve()]
-  return f"{path}:{frames[-1].lineno}" if frames else str(path)
+  lines = config_file.lines_in(error, str(path))
+  return f"{path}:{lines[-1]}" if lines else str(path)
 
 
 def load_sweep(config: str) -> tuple[pathlib.Path, str | None, list[Point], Any]:
@@ -226,10 +223,8 @@ def load_sweep(config: str) -> tuple[pathlib.Path, str | None, list[Point], Any]
   path = pathlib.Path(file)
   if not path.is_file():  # missing, or a directory: said as for any --config
     raise SpecError(config_file.problem(None, config) or f"--config={config}: no file {path}")
-  module_spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
   try:
-    module_spec.loader.exec_module(module)
+    module = config_lib.load_module(path)
   except Exception as e:  # the user's file: say where it broke, as for any --config
     raise SpecError(config_file.problem(e, config)
                     or f"{_where(path, e)}: {type(e).__name__}: {e}") from None
