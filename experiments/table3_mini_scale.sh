@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Issue 14's scale measurement for the mini Table 3: what doubling the steps buys against what one
+# more seed buys, measured before the seeded table is spent on one of them.
+#   bash experiments/table3_mini_scale.sh [ROOT]    (default ROOT: experiments/table3_mini/scale)
+# Trains base (3 seeds) and the two rows that 500 steps got most clearly wrong, C-N8 (depth) and
+# D-drop0.0 (no dropout) (2 seeds each), to 1000 steps at the mini scale with the sweep, keeping
+# checkpoint 500, then scores the dev set with checkpoint 500 (`transformer-jax evaluate
+# --step=500`, beam 4 as the runs). Eq. 3 does not depend on train.steps, so checkpoint 500 of a
+# 1000-step run is the 500-step run: each run gives both scales. One run at a time (a 2-core
+# machine); rerunning skips finished runs and evaluations. Then scale.py writes ROOT/scale.md.
+# Only the small files are committed (ROOT/.gitignore): each run's result.json, run.json,
+# dev.hyp and dev500.json, so a fresh clone resumes what is missing with the same command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${1:-experiments/table3_mini/scale}
+common=(--config=configs/table3.py:scale=mini --root="$root" --config.train.steps=1000
+        --config.train.keep_checkpoints=6)
+echo "commit $(git rev-parse --short HEAD); $(nproc) cores; $(date -u +%FT%TZ)"
+transformer-jax sweep "${common[@]}" --only=base --seeds=3
+transformer-jax sweep "${common[@]}" --only=C-N8,D-drop0.0 --seeds=2
+val=transformer_jax/assets/multi30k/val
+for run in "$root"/*/seed*; do
+  [ -f "$run/dev500.json" ] && continue
+  transformer-jax evaluate --workdir="$run" --step=500 --src="$val.en" --ref="$val.de" \
+    --beam_size=4 > "$run/dev500.log"
+  mv "$run/eval_val.en.json" "$run/dev500.json"
+done
+python experiments/table3_mini/scale.py "$root"
