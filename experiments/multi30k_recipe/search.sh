@@ -37,9 +37,11 @@ declare -A CANDIDATES=(
     --config.train.steps=7000 --config.train.warmup_steps=800 --config.train.lr_scale=0.7
     --config.train.checkpoint_every=200 --config.train.keep_checkpoints=10
     --config.train.average_last=10 --config.train.eval_every=500 --config.decode.beam_size=5"
-  # p3 was far behind the main job at equal steps (val PPL 45.9 against 21.9 at step 1000) while
-  # training no faster on the AMD VM (about 5,100 target tokens/s), so keep the main job's model
-  # and make its 14.4 epochs count: its val PPL was still falling steeply at step 3400 and its
+  # p3 trained at about 5,200 target tokens/s, 2.3x the main job's model on the same VM, but
+  # learned far less per step (val PPL 45.9 at step 1000, the main job 21.9), so at equal
+  # training time it was level with p4 below, not ahead (45.9 after 6.3 min; p4 42.2 after 6.9
+  # min at step 500); stopped at step 1300. p4 keeps the main job's model and makes its few
+  # epochs count: the main job's val PPL was still falling steeply at step 3400 and its
   # dropout-on train NLL was at its val NLL. Peak rate 1.43x (lr_scale 1.0, peak 2.2e-3),
   # P_drop 0.2, the last 10 checkpoints (every 100 steps) averaged, beam 5.
   [p4_main_lr1_drop02]="--config.model.p_drop=0.2 --config.train.lr_scale=1.0
@@ -53,8 +55,12 @@ for name in "${names[@]}"; do
   if [ -f "$dir/final.json" ]; then echo "$name: done"; continue; fi
   start=$(date +%s)
   # shellcheck disable=SC2086  # the overrides are words
-  # Shared settings first; a candidate's own overrides come after them and win.
+  # Shared settings first; a candidate's own overrides come after them and win. They start
+  # from the baseline, the main job as of d38a3aa (P_drop 0.3, lr_scale 0.7, 3400 steps,
+  # beam 4), so each candidate stays what it ran as after configs/multi30k.py moved on.
   transformer-jax train --config=configs/multi30k.py --workdir="$dir" \
+    --config.model.p_drop=0.3 --config.train.lr_scale=0.7 --config.train.steps=3400 \
+    --config.decode.beam_size=4 \
     --config.train.checkpoint_every=100 --config.train.keep_checkpoints=5 \
     --config.train.average_last=5 --config.train.eval_every=250 \
     "--config.train.final_eval_splits=('val',)" ${CANDIDATES[$name]}
