@@ -45,10 +45,11 @@ def test_scale_report_from_hand_made_records(tmp_path):
   assert f"| C-N8 | BLEU | 1000 | +2.50 | [{2.5 - half:+.2f}, {2.5 + half:+.2f}] |" in text
   # The paper has N8 below base in BLEU (25.5 < 25.8): +2.50 disagrees; |diff| / base sd = 2.5.
   assert "| C-N8 | BLEU | 1000 | +2.50 |" in text and "| no | 2.50 |" in text
-  # BLEU |diff| / sd: 0.00 at 500 -> inf growth; PPL: 5 / 2 = 2.5 at 500, 1.5 / 1 at 1000 = 0.6x
-  assert "- C-N8 PPL: abs(diff) / sd x0.60 from 500 to 1000 steps (more seeds is the better buy)" \
+  # PPL: +5.00 at 500 (against the paper's lower PPL), -1.50 at 1000 (its way): a turn.
+  assert "- C-N8 PPL: turns to the paper's direction between 500 and 1000 steps" in text
+  # BLEU: +0.00 at 500 and +2.50 at 1000, both against the paper's lower BLEU: the ratios.
+  assert "- C-N8 BLEU: against the paper at both scales; row / base 1.00 at 500, 1.12 at 1000" \
       in text
-  assert "- C-N8 BLEU: abs(diff) / sd xinf" in text
   assert f"Median train wall time of a 1000-step run: {statistics.median([600.0] * 5):.0f} s" in text
 
 

@@ -13,8 +13,11 @@ train.steps), as experiments/table3_mini_scale.sh writes them, and writes ROOT/s
   (transformer_jax.experiments.compare.welch, scipy) and whether it points the paper's way;
 - the trade: with n seeds per row at cost c per run, a difference d against a seed sd s is
   seen with t of about d / (s * sqrt(2 / n)). At a fixed budget B, n = B / c, so t grows as
-  d / (s * sqrt(c)): doubling the steps is the better buy for a row when |d| / s grows by more
-  than sqrt(c_1000 / c_500) (about sqrt(2)), or when the sign of d turns to the paper's.
+  d / (s * sqrt(c)): for a row that points the paper's way at 1000 steps, doubling the steps
+  is the better buy when |d| / s grows by more than sqrt(c_1000 / c_500) (about sqrt(2)) or
+  when the sign of d turned to the paper's; a row that points against the paper at both
+  scales is reported with its ratio to base at each (row mean / base mean), which says whether
+  twice the steps moved it toward the paper at all (no number of seeds can).
 
 Costs: c_1000 is the median train_wall_seconds of the records; c_500 is taken as half of it
 (the same runs' first 500 steps; compiles make the true ratio a little above one half).
@@ -88,16 +91,17 @@ def report(rows: dict[str, list[dict]]) -> str:
     if row == "base":
       continue
     for metric in ("ppl", "bleu"):
-      sign, z = paper_direction(row, metric), {}
+      sign, z, agree, ratio = paper_direction(row, metric), {}, {}, {}
       for s in SCALES:
         ref, other = [r[metric][s] for r in base], [r[metric][s] for r in runs]
         d = statistics.mean(other) - statistics.mean(ref)
+        agree[s], ratio[s] = sign != 0 and d * sign > 0, statistics.mean(other) / statistics.mean(ref)
         low, high, _ = welch(ref, other)
         z[s] = abs(d) / _sd(ref)
         agrees = "paper: equal" if sign == 0 else ("yes" if d * sign > 0 else "no")
         out.append(f"| {row} | {metric.upper()} | {s} | {d:+.2f} | [{low:+.2f}, {high:+.2f}] | "
                    f"{'+' if sign > 0 else '-' if sign < 0 else '='} | {agrees} | {z[s]:.2f} |")
-      gains.append((row, metric, z[1000] / z[500] if z[500] else math.inf))
+      gains.append((row, metric, z[1000] / z[500] if z[500] else math.inf, agree, ratio))
   out += ["", "Base seed sd: " + ", ".join(
       f"{m.upper()} {_sd([r[m][s] for r in base]):.2f} at {s}" for m in ("ppl", "bleu")
       for s in SCALES) + ".", "",
@@ -105,9 +109,21 @@ def report(rows: dict[str, list[dict]]) -> str:
           f"{cost_ratio:.0f}, so at a fixed budget it pays when abs(diff) / sd grows by more than "
           f"sqrt({cost_ratio:.0f}) = {math.sqrt(cost_ratio):.2f}; one more seed per row (n -> n + 1) "
           "narrows the interval by sqrt(n / (n + 1)) at the cost of one run.", ""]
-  for row, metric, g in gains:
-    out.append(f"- {row} {metric.upper()}: abs(diff) / sd x{g:.2f} from 500 to 1000 steps "
-               f"({'more steps' if g > math.sqrt(cost_ratio) else 'more seeds'} is the better buy)")
+  for row, metric, g, agree, ratio in gains:
+    head = f"- {row} {metric.upper()}: "
+    if paper_direction(row, metric) == 0:
+      out.append(head + "the paper finds no change; abs(diff) / sd "
+                 f"x{g:.2f} from 500 to 1000 steps")
+    elif agree[1000] and not agree[500]:
+      out.append(head + "turns to the paper's direction between 500 and 1000 steps "
+                 "(more steps is the better buy)")
+    elif agree[1000]:
+      out.append(head + f"the paper's direction at both; abs(diff) / sd x{g:.2f} from 500 to "
+                 f"1000 steps ({'more steps' if g > math.sqrt(cost_ratio) else 'more seeds'} "
+                 "is the better buy)")
+    else:
+      out.append(head + f"against the paper at {'both scales' if not agree[500] else '1000'}; "
+                 f"row / base {ratio[500]:.2f} at 500, {ratio[1000]:.2f} at 1000 steps")
   return "\n".join(out) + "\n"
 
 
