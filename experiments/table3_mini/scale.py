@@ -98,10 +98,10 @@ def report(rows: dict[str, list[dict]]) -> str:
         agree[s], ratio[s] = sign != 0 and d * sign > 0, statistics.mean(other) / statistics.mean(ref)
         low, high, _ = welch(ref, other)
         z[s] = abs(d) / _sd(ref)
-        agrees = "paper: equal" if sign == 0 else ("yes" if d * sign > 0 else "no")
+        agrees = "paper: equal" if sign == 0 else ("yes" if agree[s] else "no")
         out.append(f"| {row} | {metric.upper()} | {s} | {d:+.2f} | [{low:+.2f}, {high:+.2f}] | "
                    f"{'+' if sign > 0 else '-' if sign < 0 else '='} | {agrees} | {z[s]:.2f} |")
-      gains.append((row, metric, z[1000] / z[500] if z[500] else math.inf, agree, ratio))
+      gains.append((row, metric, sign, z[1000] / z[500] if z[500] else math.inf, agree, ratio))
   out += ["", "Base seed sd: " + ", ".join(
       f"{m.upper()} {_sd([r[m][s] for r in base]):.2f} at {s}" for m in ("ppl", "bleu")
       for s in SCALES) + ".", "",
@@ -109,9 +109,9 @@ def report(rows: dict[str, list[dict]]) -> str:
           f"{cost_ratio:.0f}, so at a fixed budget it pays when abs(diff) / sd grows by more than "
           f"sqrt({cost_ratio:.0f}) = {math.sqrt(cost_ratio):.2f}; one more seed per row (n -> n + 1) "
           "narrows the interval by sqrt(n / (n + 1)) at the cost of one run.", ""]
-  for row, metric, g, agree, ratio in gains:
+  for row, metric, sign, g, agree, ratio in gains:
     head = f"- {row} {metric.upper()}: "
-    if paper_direction(row, metric) == 0:
+    if sign == 0:
       out.append(head + "the paper finds no change; abs(diff) / sd "
                  f"x{g:.2f} from 500 to 1000 steps")
     elif agree[1000] and not agree[500]:
