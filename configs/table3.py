@@ -21,7 +21,7 @@ Scales:
          25000 target tokens. Needs WMT 2014 (set config.data.*) and an accelerator.
   mini   every row shrunk by the same factors so the whole table runs on a 2-core CPU on the
          embedded Multi30k: widths (d_model, d_ff, d_k, d_v) / 4, N / 2, h unchanged,
-         steps / 200 (big keeps its 3x). The relations that define each row survive:
+         steps / 100 (big keeps its 3x). The relations that define each row survive:
          h * d_k = d_model in A, only d_k changes in B, d_k = d_model / h in C's d_model rows.
 """
 

@@ -2,8 +2,8 @@
 
 Welch intervals and verdicts are checked against the formula computed here by hand; the
 seed-pooled bootstrap against sacrebleu's own paired test where each group has one seed;
-the committed one-seed Table 3 records (experiments/table3_mini/runs, written before records
-had a "run" key) still load and compare. No training.
+three rows of the first, one-seed mini Table 3 (tests/data/table3_one_seed, written before
+records had a "run" key) still load and compare. No training.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from transformer_jax.experiments import compare
 from transformer_jax.experiments import compare_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "experiments" / "table3_mini" / "runs"
+COMMITTED = ROOT / "tests" / "data" / "table3_one_seed"
 REFS = ["ein Hund läuft im Park .", "zwei Männer spielen Fußball .", "eine Frau liest ein Buch .",
         "ein Kind springt ins Wasser ."] * 10
 GOOD = list(REFS)

@@ -1,12 +1,12 @@
 r"""Issue 14's scale measurement, read: does the mini Table 3 gain more from twice the steps or
 from more seeds?
 
-  python experiments/table3_mini/scale.py [ROOT]    (default experiments/table3_mini/scale)
+  python experiments/table3_mini/scale.py [ROOT]    (default experiments/table3_mini/runs)
 
 Reads ROOT/ROW/seedK/result.json (the 1000-step record: dev PPL and sacreBLEU with the last
 checkpoint, train wall seconds) and ROOT/ROW/seedK/dev500.json (`transformer-jax evaluate
 --step=500` of the same run: checkpoint 500 is the 500-step run, Eq. 3 not depending on
-train.steps), as experiments/table3_mini_scale.sh writes them, and writes ROOT/scale.md:
+train.steps), as experiments/table3_mini_scale.sh writes them, and writes scale.md beside ROOT:
 
 - per row and scale, dev PPL and BLEU as mean and sample sd over seeds;
 - per row, its difference from base at each scale with the Welch 95% interval
@@ -128,9 +128,9 @@ def report(rows: dict[str, list[dict]]) -> str:
 
 
 def main() -> None:
-  root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/table3_mini/scale")
+  root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/table3_mini/runs")
   text = report(load(root))
-  (root / "scale.md").write_text(text)
+  (root.parent / "scale.md").write_text(text)
   print(text, end="")
 
 

@@ -49,7 +49,7 @@ ROWS: dict[str, tuple[dict, tuple[float, float, float | None]]] = {
 # The CPU scale: factors applied to every row after its overrides.
 MINI_WIDTH = 4  # d_model, d_ff, d_k, d_v are divided by this
 MINI_DEPTH = 2  # N is divided by this (N=2 -> 1, 6 -> 3, 8 -> 4)
-MINI_STEPS = 200  # train.steps is divided by this (base 100k -> 500, big 300k -> 1500)
+MINI_STEPS = 100  # train.steps is divided by this (base 100k -> 1000, big 300k -> 3000)
 SCALES = ("paper", "mini")
 
 
@@ -79,7 +79,7 @@ def _parse(arg: str) -> tuple[str, str, int]:
 
 def apply_mini(c: ml_collections.ConfigDict) -> None:
   """Shrinks a resolved row in place to the CPU scale: widths (d_model, d_ff, d_k, d_v) / 4,
-  N / 2, h unchanged, steps / 200 (big keeps its 3x), Multi30k with an 8000-piece vocabulary,
+  N / 2, h unchanged, steps / 100 (big keeps its 3x), Multi30k with an 8000-piece vocabulary,
   batches of 2048 target tokens in 8 length buckets (few shapes, few compiles)."""
   for key in ("d_model", "d_ff", "d_k", "d_v"):
     c.model[key] = max(1, c.model[key] // MINI_WIDTH)
@@ -91,7 +91,7 @@ def apply_mini(c: ml_collections.ConfigDict) -> None:
   c.data.max_len = 128
   c.data.tokens_per_batch = 2048
   c.data.bucket_boundaries = (12, 16, 20, 24, 32, 48, 64, 128)
-  # Eq. 3's warmup of 4000 steps is 4% of training; at 500 steps that would be 20 steps and a
+  # Eq. 3's warmup of 4000 steps is 4% of training; at 1000 steps that would be 40 steps and a
   # peak rate far too high for this data. One schedule for every row: warmup 200 steps.
   c.train.warmup_steps = 200
   c.train.lr_scale = 0.5
