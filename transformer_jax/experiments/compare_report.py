@@ -2,9 +2,10 @@
 
 `write(reference, groups, records, output)` lays out what `compare.summarize` computed: the
 noise first (seeds per group, the reference's seed-to-seed sd), how to read the table, the
-table (with the paper's columns for a Table 3 sweep), the direction agreement with the paper
-counted over all rows and over the rows outside noise, BLEU signatures, and the plots
-(`compare_plots`), which the HTML page embeds as base64 PNGs.
+table (with the paper's columns for a Table 3 sweep), what each row finds against the paper
+(`finding`: reproduced or contradicted beyond seed noise, or unresolved) and those findings
+counted, BLEU signatures, and the plots (`compare_plots`), which the HTML page embeds as base64
+PNGs.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from transformer_jax.experiments import compare_plots
 GENERAL = ("group", "seeds", "PPL", "ΔPPL [95% CI]", "PPL verdict", "BLEU", "ΔBLEU [95% CI]",
            "p (bootstrap)", "BLEU verdict")
 TABLE3 = ("row", "seeds", "params M", "params M (paper)", "PPL", "PPL (paper)", "ΔPPL [95% CI]",
-          "ΔPPL (paper)", "PPL verdict", "PPL same direction", "BLEU", "BLEU (paper)",
+          "ΔPPL (paper)", "PPL verdict", "PPL against the paper", "BLEU", "BLEU (paper)",
           "ΔBLEU [95% CI]", "ΔBLEU (paper)", "p (bootstrap)", "BLEU verdict",
-          "BLEU same direction")
-OUTSIDE_NOISE = ("better", "worse")
+          "BLEU against the paper")
+FINDINGS = ("reproduced", "contradicted", "unresolved")
 
 
 def is_table3(reference, groups) -> bool:
@@ -72,6 +73,28 @@ def agreement(ours: float, paper: float) -> str:
   return "yes" if (ours > 0) == (paper > 0) and ours != 0 else "no"
 
 
+def finding(d, paper: float) -> str:
+  """What a row's difference from base finds about the paper's, beyond seed noise.
+
+  'reproduced': the Welch 95% interval over seeds excludes 0 on the paper's side;
+  'contradicted': it excludes 0 on the other side, or the paper has no change (equal numbers
+  in Table 3) and ours has one; 'unresolved': no interval (a group with one seed: the
+  bootstrap over sentences is not seed noise) or one that holds 0. Each is followed by the
+  direction in parentheses where that says more: '(same direction)', '(opposite direction)',
+  '(paper: no change)', '(one seed)'. '' where our or the paper's difference is unknown.
+  """
+  way = agreement(d.delta, paper)
+  if not way:
+    return ""
+  if math.isnan(d.low):
+    return "unresolved (one seed)"
+  if d.low <= 0 <= d.high:
+    return "unresolved (" + {"yes": "same direction", "no": "opposite direction"}.get(way, way) + ")"
+  if way == "paper: no change":
+    return "contradicted (paper: no change)"
+  return "reproduced" if way == "yes" else "contradicted"
+
+
 def _paper_delta(g, ref, metric: str) -> float:
   key = f"paper_{metric}_dev"
   return _paper(g, key) - _paper(ref, key)
@@ -94,10 +117,10 @@ def table(reference, groups) -> tuple[tuple[str, ...], list[list[str]]]:
                  _fmt(_paper(g, "paper_params_m"), 0), _mean_sd(g, "ppl"),
                  _fmt(_paper(g, "paper_ppl_dev")), _delta(ppl),
                  _fmt(d_ppl, signed=True) if ppl else "", ppl.verdict if ppl else "",
-                 agreement(ppl.delta, d_ppl) if ppl else "", _mean_sd(g, "bleu"),
+                 finding(ppl, d_ppl) if ppl else "", _mean_sd(g, "bleu"),
                  _fmt(_paper(g, "paper_bleu_dev"), 1), _delta(bleu),
                  _fmt(d_bleu, 1, signed=True) if bleu else "", _p(bleu),
-                 bleu.verdict if bleu else "", agreement(bleu.delta, d_bleu) if bleu else ""])
+                 bleu.verdict if bleu else "", finding(bleu, d_bleu) if bleu else ""])
   if t3:
     have = {g.name for g in [reference, *groups]}
     for row, (_, (ppl, bleu, params)) in table3.ROWS.items():
@@ -107,21 +130,19 @@ def table(reference, groups) -> tuple[tuple[str, ...], list[list[str]]]:
   return (TABLE3 if t3 else GENERAL), rows
 
 
-def agreement_counts(reference, groups) -> dict[str, dict[str, tuple[int, int, int]]]:
-  """{'PPL' | 'BLEU': {'all rows' | 'outside noise': (agree, disagree, paper: no change)}}."""
+def finding_counts(reference, groups) -> dict[str, dict[str, int]]:
+  """{'PPL' | 'BLEU': {'reproduced', 'contradicted', 'unresolved', 'same direction': n}} over
+  the rows with a finding (`finding`); 'same direction' counts the unresolved rows whose
+  difference points the paper's way."""
   out = {}
   for name, metric in (("PPL", "ppl"), ("BLEU", "bleu")):
-    counts = {"all rows": [0, 0, 0], "outside noise": [0, 0, 0]}
+    counts = dict.fromkeys((*FINDINGS, "same direction"), 0)
     for g in groups:
-      d = getattr(g, metric)
-      a = agreement(d.delta, _paper_delta(g, reference, metric))
-      if not a:
-        continue
-      index = {"yes": 0, "no": 1, "paper: no change": 2}[a]
-      counts["all rows"][index] += 1
-      if d.verdict.startswith(OUTSIDE_NOISE):
-        counts["outside noise"][index] += 1
-    out[name] = {k: tuple(v) for k, v in counts.items()}
+      f = finding(getattr(g, metric), _paper_delta(g, reference, metric))
+      if f:
+        counts[f.split(" ")[0]] += 1
+        counts["same direction"] += f == "unresolved (same direction)"
+    out[name] = counts
   return out
 
 
@@ -158,18 +179,24 @@ def _method(t3: bool) -> str:
           "where a group has one seed, BLEU falls back to the bootstrap (p < 0.05, marked "
           "'(bootstrap)') and PPL has no verdict.")
   if t3:
-    text += (" Paper: newstest2013, Table 3; its Δ is from its base. 'same direction': our Δ "
-             "has the paper's sign.")
+    text += (" Paper: newstest2013, Table 3; its Δ is from its base. Against the paper: "
+             "reproduced where our interval excludes 0 on the paper's side, contradicted where "
+             "it excludes 0 on the other side (or the paper has no change and we have one), "
+             "else unresolved, with the direction of our Δ in parentheses.")
   return text
 
 
-def _agreement_text(reference, groups) -> str:
+def _findings_text(reference, groups) -> str:
   parts = []
-  for name, c in agreement_counts(reference, groups).items():
-    (a, d, z), (a2, d2, z2) = c["all rows"], c["outside noise"]
-    parts.append(f"{name}: {a} of {a + d} rows agree" + (f" ({z} where the paper has no "
-                 "change)" if z else "") + f"; of the {a2 + d2} rows outside noise, {a2} agree")
-  return "**Direction agreement with the paper** (base excluded). " + "; ".join(parts) + "."
+  for name, c in finding_counts(reference, groups).items():
+    parts.append(f"{name}: {c['reproduced']} reproduced, {c['contradicted']} contradicted, "
+                 f"{c['unresolved']} unresolved ({c['same direction']} of them pointing the "
+                 "paper's way)")
+  missing = sum(1 for row in table3.ROWS if row not in {g.name for g in [reference, *groups]})
+  return ("**Against the paper, beyond seed noise** (base excluded; a row reproduces or "
+          "contradicts a direction only where its Welch 95% interval over seeds excludes 0). "
+          + "; ".join(parts) + "." + (f" {missing} of Table 3's rows have no runs yet." if missing
+                                      else ""))
 
 
 def _blocks(reference, groups, records, plots) -> list[tuple]:
@@ -185,7 +212,7 @@ def _blocks(reference, groups, records, plots) -> list[tuple]:
   blocks = [("h1", title), ("p", intro), ("p", _noise(reference, groups)), ("p", _method(t3)),
             ("table", header, rows)]
   if t3:
-    blocks.append(("p", _agreement_text(reference, groups)))
+    blocks.append(("p", _findings_text(reference, groups)))
   for s in sorted({str(r.get("dev_bleu_signature")) for r in records}):
     blocks.append(("p", f"BLEU signature: `{s}`"))
   return blocks + [("img", p) for p in plots]
