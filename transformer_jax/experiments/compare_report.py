@@ -89,7 +89,7 @@ def finding(d, paper: float) -> str:
   if math.isnan(d.low):
     return "unresolved (one seed)"
   if d.low <= 0 <= d.high:
-    return "unresolved (" + {"yes": "same direction", "no": "opposite direction"}.get(way, way) + ")"
+    return f"unresolved ({ {'yes': 'same direction', 'no': 'opposite direction'}.get(way, way)})"
   if way == "paper: no change":
     return "contradicted (paper: no change)"
   return "reproduced" if way == "yes" else "contradicted"
