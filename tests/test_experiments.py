@@ -120,6 +120,45 @@ def test_bad_sweep_flags_are_named(tmp_path, cli):
       "retry_exceptions": [launch.RunInterrupted]}
 
 
+def test_cpu_slots_split_the_cpus_into_disjoint_consecutive_shares():
+  assert launch.cpu_slots([0, 1, 2, 3, 4], 2) == [(0, 1, 2), (3, 4)]
+  assert launch.cpu_slots({3, 1}, 2) == [(1,), (3,)]
+  assert launch.cpu_slots(range(8), 3) == [(0, 1, 2), (3, 4, 5), (6, 7)]
+  assert launch.cpu_slots([0], 2) is None  # fewer CPUs than slots: no pinning
+  assert launch.cpu_slots(range(8), 1) is None
+
+
+# Stands in for a run's process: writes the CPUs it may use as its record, after a pause long
+# enough for the sweep to start the next run beside it.
+_RECORD_CPUS = ("-c", "import json, os, sys, time; time.sleep(0.3); "
+                "open(os.path.join(sys.argv[1], 'result.json'), 'w')"
+                ".write(json.dumps(sorted(os.sched_getaffinity(0))))")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="CPU affinity needs Linux and 2 CPUs")
+def test_a_local_sweep_pins_each_run_slot_to_its_own_cpus(tmp_path, monkeypatch):
+  monkeypatch.setattr(launch, "_MAIN", _RECORD_CPUS)
+  mine = sorted(os.sched_getaffinity(0))
+  slots = [list(s) for s in launch.cpu_slots(mine, 2)]
+
+  def sweep(root, n=3, **kwargs):
+    runs = [spec.Run(group="g", overrides={}, seed=k, metadata={}, sweep="test",
+                     workdir=root / f"g/seed{k}", argv=(str(root / f"g/seed{k}"),))
+            for k in range(n)]
+    lines = []
+    out = launch.local(runs, log=lines.append, poll_seconds=0.05, **kwargs)
+    assert sorted(r.name for r in out["done"]) == [r.name for r in runs]
+    return [json.loads((r.workdir / "result.json").read_text()) for r in runs], lines
+
+  cpus, lines = sweep(tmp_path / "pinned", parallel=2)
+  assert cpus[:2] == slots and set(slots[0]).isdisjoint(slots[1])
+  assert cpus[2] in slots  # the third run takes the slot the first to finish gave back
+  assert f"start g/seed1 on CPUs {','.join(map(str, slots[1]))}: transformer-jax " in lines[1]
+  assert sweep(tmp_path / "shared", parallel=2, pin_cpus=False)[0] == [mine] * 3
+  assert sweep(tmp_path / "one", n=1, parallel=1)[0] == [mine]
+
+
 def test_a_run_records_the_launchers_spec_or_its_own_overrides(tiny_data, tmp_path):
   config = tiny_config(tiny_data, **{"model.h": 2, "train.seed": 3, "data.seed": 3})
   alone = record.run_spec(tmp_path, config, ["model.h", "train.seed", "data.bucket_boundaries"])

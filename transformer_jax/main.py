@@ -9,7 +9,7 @@
   transformer-jax rows      (the Table 3 rows of configs/table3.py, with the paper's numbers)
   transformer-jax run       --config=configs/table3.py:ROW[,scale=mini][,seed=K] --workdir=DIR
   transformer-jax sweep     --config=FILE[:ARG] --root=DIR [--seeds=1] [--only=NAME,GLOB,...]
-                            [--dry-run] [--launcher=local|ray] [--parallel=N]
+                            [--dry-run] [--launcher=local|ray] [--parallel=N] [--nopin_cpus]
                             [--ray_address=auto] [--run_resources='{"GPU": 1}'] [--config.K=V]
   transformer-jax compare   DIR [DIR...] [--output=DIR/report] [--reference=NAME]
 
@@ -71,6 +71,8 @@ flags.DEFINE_enum("scale", None, ["paper", "mini"], "sweep: adds scale=SCALE to 
 flags.DEFINE_integer("parallel", None, "sweep: runs at a time (local: default 1; ray: in "
                      "flight at once, default as many as the cluster fits; a local Ray "
                      "instance gets this many runs' CPUs).")
+flags.DEFINE_bool("pin_cpus", True, "sweep --launcher=local --parallel=N>1: pin each run to "
+                  "its own 1/N of this machine's CPUs (--nopin_cpus: all runs share them all).")
 flags.DEFINE_bool("dry_run", False, "sweep: print one command per unfinished run; run nothing. "
                   "Also spelled --dry-run.")
 flags.DEFINE_enum("launcher", "local", ["local", "ray"], "sweep: a process pool on this "
@@ -325,7 +327,7 @@ def cmd_sweep(config: str | None, extra_args: list[str]) -> None:
       out = launch.ray_sweep(runs, address=FLAGS.ray_address, resources=resources,
                              parallel=FLAGS.parallel, max_retries=FLAGS.max_retries)
     else:
-      out = launch.local(runs, parallel=FLAGS.parallel or 1)
+      out = launch.local(runs, parallel=FLAGS.parallel or 1, pin_cpus=FLAGS.pin_cpus)
   except spec.SpecError as e:
     raise SystemExit(f"error: {e}")
   print(f"sweep: {len(out['done'])} done, {len(out['skipped'])} skipped (finished before), "
