@@ -15,9 +15,10 @@ WORKDIR/run.log. What only this project knows decides what happens next:
 `local(runs, parallel=N)` is a process pool on this machine (an interrupted run counts as
 failed there; starting the sweep again resumes it). With N > 1 each run is pinned to its own
 share of the machine's CPUs (`cpu_slots`), so N runs do not fight over the same cores: XLA's CPU
-thread pool sizes itself to the CPUs a process may use. On a 2-core VM, two 1000-step Table 3
-runs pinned to one core each trained at 0.71 of the speed of one run on both cores (651 s
-against base's 449-478 s; experiments/table3_mini/README.md), 1.4x the sweep's throughput. `ray_sweep(runs, ...)` sends every run to
+thread pool sizes itself to the CPUs a process may use. On a 2-core VM, base-sized mini
+Table 3 runs pinned to one core each, two at a time, trained at 0.81 of the speed of one run
+on both cores (1.6x the sweep's throughput), big at 0.58 (1.16x): see
+experiments/table3_mini/README.md. `ray_sweep(runs, ...)` sends every run to
 a Ray cluster (`address='auto'`) or to a local Ray instance (address None, bound to
 127.0.0.1) as a task that declares its resources (default one CPU): one run = one host. Ray
 retries a task when its worker or node dies, and when the run's process is killed. Every node
