@@ -83,15 +83,25 @@ def cpu_slots(cpus: Sequence[int], parallel: int) -> list[tuple[int, ...]] | Non
 def _start(argv: Sequence[str], workdir: pathlib.Path, cwd: str | None,
            cpus: Sequence[int] | None = None) -> subprocess.Popen:
   """Starts `transformer_jax.main ARGV` with this interpreter, appending to WORKDIR/run.log;
-  on the CPUs `cpus` only (os.sched_setaffinity before exec) when given."""
+  on the CPUs `cpus` only, when given.
+
+  The affinity is set on the new process as soon as it exists, while its interpreter starts
+  and before it has threads (its later threads inherit it): no preexec_fn, which would fork
+  this multithreaded process (JAX's threads) and can deadlock.
+  """
   with open(workdir / "run.log", "a", encoding="utf-8") as log:
     # On a line of its own even after a killed process's unfinished progress bar.
     log.write(("\n" if log.tell() else "") + f"== {time.strftime('%Y-%m-%dT%H:%M:%S')} on "
               f"{socket.gethostname()} pid {os.getpid()}: transformer-jax {' '.join(argv)}\n")
     log.flush()
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    return subprocess.Popen([sys.executable, *_MAIN, *argv], cwd=cwd, stdout=log,
-                            stderr=subprocess.STDOUT, preexec_fn=pin)
+    proc = subprocess.Popen([sys.executable, *_MAIN, *argv], cwd=cwd, stdout=log,
+                            stderr=subprocess.STDOUT)
+  if cpus:
+    try:
+      os.sched_setaffinity(proc.pid, cpus)
+    except ProcessLookupError:  # it has already exited; its exit status says how
+      pass
+  return proc
 
 
 def outcome(returncode: int, run: Run) -> str:
