@@ -10,19 +10,24 @@
 set -euo pipefail
 root=${1:-runs/multi30k_recipe}
 shift || true
+# Wu et al. 2021's Transformer-Tiny: 4+4 layers, d_model 128, d_ff 256, h 4, P_drop 0.3.
+tiny="--config.model.d_model=128 --config.model.d_ff=256 --config.model.h=4
+  --config.model.d_k=32 --config.model.d_v=32 --config.model.n_layers=4 --config.model.p_drop=0.3"
+# p3's and p6's training: 2048-token batches, warmup 800, 7000 steps (about 30 epochs), the
+# last 10 checkpoints (every 200 steps) averaged, beam 5; each adds its own lr_scale.
+tiny_long="--config.data.tokens_per_batch=2048 --config.train.steps=7000
+  --config.train.warmup_steps=800 --config.train.checkpoint_every=200
+  --config.train.keep_checkpoints=10 --config.train.average_last=10 --config.train.eval_every=500
+  --config.decode.beam_size=5"
 declare -A CANDIDATES=(
-  # Wu et al. 2021's Transformer-Tiny: 4+4 layers, d_model 128, d_ff 256, h 4, P_drop 0.3,
-  # ~10k shared BPE; 4096-token batches, warmup 1000, peak lr 1.5 x 128^-0.5 x 1000^-0.5.
-  [p1_tiny]="--config.model.d_model=128 --config.model.d_ff=256 --config.model.h=4
-    --config.model.d_k=32 --config.model.d_v=32 --config.model.n_layers=4
-    --config.model.p_drop=0.3 --config.data.vocab_size=10000 --config.data.tokens_per_batch=4096
+  # Tiny as Wu et al. train it: ~10k shared BPE; 4096-token batches, warmup 1000, peak lr
+  # 1.5 x 128^-0.5 x 1000^-0.5.
+  [p1_tiny]="$tiny --config.data.vocab_size=10000 --config.data.tokens_per_batch=4096
     --config.train.steps=1500 --config.train.warmup_steps=1000 --config.train.lr_scale=1.5"
   # The same model on p1's lesson: 2048-token batches (about 236 updates an epoch, as the main
   # job), warmup 400 (1.7 epochs), 4000 steps (about 17 epochs), the last 10 checkpoints
   # averaged (every 200 steps) and beam 5, as Wu et al.
-  [p2_tiny]="--config.model.d_model=128 --config.model.d_ff=256 --config.model.h=4
-    --config.model.d_k=32 --config.model.d_v=32 --config.model.n_layers=4
-    --config.model.p_drop=0.3 --config.data.vocab_size=10000 --config.data.tokens_per_batch=2048
+  [p2_tiny]="$tiny --config.data.vocab_size=10000 --config.data.tokens_per_batch=2048
     --config.train.steps=4000 --config.train.warmup_steps=400 --config.train.lr_scale=1.5
     --config.train.checkpoint_every=200 --config.train.keep_checkpoints=10
     --config.train.average_last=10 --config.train.eval_every=500 --config.decode.beam_size=5"
@@ -31,12 +36,7 @@ declare -A CANDIDATES=(
   # job's 8000-piece vocabulary (cheaper output layer), 7000 steps (about 30 epochs: Tiny trains
   # about 1.9x the main job's target tokens/s, fixed-shape benchmark), last 10 checkpoints
   # (every 200 steps) averaged, beam 5.
-  [p3_tiny]="--config.model.d_model=128 --config.model.d_ff=256 --config.model.h=4
-    --config.model.d_k=32 --config.model.d_v=32 --config.model.n_layers=4
-    --config.model.p_drop=0.3 --config.data.tokens_per_batch=2048
-    --config.train.steps=7000 --config.train.warmup_steps=800 --config.train.lr_scale=0.7
-    --config.train.checkpoint_every=200 --config.train.keep_checkpoints=10
-    --config.train.average_last=10 --config.train.eval_every=500 --config.decode.beam_size=5"
+  [p3_tiny]="$tiny $tiny_long --config.train.lr_scale=0.7"
   # p3 trained at about 5,200 target tokens/s, 2.3x the main job's model on the same VM, but
   # learned far less per step (val PPL 45.9 at step 1000, the main job 21.9), so at equal
   # training time it was level with p4 below, not ahead (45.9 after 6.3 min; p4 42.2 after 6.9
@@ -47,6 +47,10 @@ declare -A CANDIDATES=(
   [p4_main_lr1_drop02]="--config.model.p_drop=0.2 --config.train.lr_scale=1.0
     --config.train.checkpoint_every=100 --config.train.keep_checkpoints=10
     --config.train.average_last=10 --config.train.eval_every=500 --config.decode.beam_size=5"
+  # p3 learned too slowly per step and p2 (peak 6.6e-3, warmup 400) diverged: p6 is p3 with
+  # twice its peak rate, lr_scale 1.4 with warmup 800 (1.4 x 128^-0.5 x 800^-0.5 = 4.4e-3),
+  # to see whether Tiny's 2.3x speed then buys more than the main job's model at equal time.
+  [p6_tiny_lr14]="$tiny $tiny_long --config.train.lr_scale=1.4"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
