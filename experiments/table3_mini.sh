@@ -4,7 +4,8 @@
 # beside the paper's numbers. One command, meant for an otherwise idle machine:
 #   bash experiments/table3_mini.sh [ROOT]      (default ROOT: experiments/table3_mini/runs)
 # Two runs at a time, each pinned to half the CPUs (on a 2-core VM that trains base-sized rows
-# 1.6x faster than one run on both cores): about 4.5 hours there, plus big's two 3000-step runs. Rerunning it skips every run whose
+# 1.6x faster than one run on both cores): an estimated 4.5 hours there, plus big's two
+# 3000-step runs (about an hour each on one core). Rerunning it skips every run whose
 # result.json exists and resumes an interrupted one from its checkpoint, so commit each finished
 # run's small files (ROOT/.gitignore keeps the checkpoints out) and a fresh clone finishes what is
 # missing with the same command. The report goes to experiments/table3_mini/report.{md,html}.
