@@ -6,10 +6,12 @@ r"""The prepared accelerator check: install offline, then every figure issue 15 
 
 Run from the repository root. Sections, each in a child process (a failure, a hang or device
 memory held stays in that section), in this order, each given what is left of --budget_s:
-  install     `pip install --no-index --no-build-isolation --find-links .whl -e .`: nothing
-              is downloaded; the image's own jax/flax/optax/orbax must lie in pyproject.toml's
-              ranges (each is printed against its range; if the install refuses, it is redone
-              with --no-deps and the mismatches named). --cpu: a --dry-run in this environment.
+  install     `pip install --no-index --find-links .whl -e .`: nothing is downloaded; the
+              build backend (setuptools, wheel) comes from .whl/ into pip's isolated build
+              environment, so the image's own setuptools does not matter; the image's own
+              jax/flax/optax/orbax must lie in pyproject.toml's ranges (each is printed against
+              its range; if the install refuses, it is redone with --no-deps and the mismatches
+              named). --cpu: a --dry-run in this environment (also needs --fetch_wheels first).
   jax_step    the base model's train step on the paper's batch of 25000 target tokens (390 x
               64; halved until it fits) in float32 and bfloat16 (model.attention_impl 'auto',
               plus one other path in bfloat16 for comparison), as target tokens/s and MFU
@@ -41,8 +43,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("install", "jax_step", "main_job", "decode", "torch_step")
 # Time caps per section (seconds) on the accelerator; each gets min(cap, what is left).
 CAPS = {"install": 45, "jax_step": 100, "main_job": 140, "decode": 40, "torch_step": 90}
-# Packages the H200 image lacks that the core needs (pure-Python wheels; their own needs are there).
-WHEELS = ["ml-collections==1.1.0", "tensorboardX==2.6.5", "sacremoses==0.2.0"]
+# Packages the H200 image lacks that the core needs (pure-Python wheels; their own needs are
+# there), and the build backend of pyproject.toml's [build-system] for the offline editable
+# install: with --no-build-isolation a 3.11 venv's setuptools 65 failed here ("invalid command
+# 'bdist_wheel'"), so the build runs isolated, from these wheels (packaging: wheel's need).
+WHEELS = ["ml-collections==1.1.0", "tensorboardX==2.6.5", "sacremoses==0.2.0",
+          "setuptools==84.2.1", "wheel==0.48.0", "packaging==26.4"]
 CPU_SIZE = dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=8, length=32)
 WORK = pathlib.Path(os.environ.get("DEVICE_CHECK_DIR", "/tmp/device_check"))
 
@@ -76,7 +82,7 @@ def _ranges() -> list[str]:
 
 
 def section_install(args) -> dict:
-  pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-build-isolation",
+  pip = [sys.executable, "-m", "pip", "install", "--no-index",
          "--find-links", str(ROOT / ".whl"), "-e", str(ROOT)]
   if args.cpu:
     pip.insert(4, "--dry-run")
@@ -85,7 +91,8 @@ def section_install(args) -> dict:
   if done.returncode:
     print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
     if not args.cpu:  # install what travelled, then the project without resolving its needs
-      wheels = [str(p) for p in (ROOT / ".whl").glob("*.whl")]
+      wheels = [str(p) for p in (ROOT / ".whl").glob("*.whl")  # the build backend stays out
+                if not p.name.startswith(("setuptools-", "wheel-", "packaging-"))]
       subprocess.run([*pip[:4], "--no-deps", *wheels], check=False)
       subprocess.run([*pip, "--no-deps"], check=True)
       result["offline_install"] = "refused; installed with --no-deps"
