@@ -5,7 +5,7 @@ r"""Compile time of the main job's train step, one batch shape at a time, in seq
 Prints wall and CPU seconds of `jax.jit(train_step).lower(...).compile()` for one shape of
 configs/multi30k.py's model, for two more shapes one after the other, and for two more in two
 threads: whether compiling a run's batch shapes ahead in parallel would pay (issue 16; the
-main job compiles 35 shapes). Latest results: experiments/multi30k_recipe/README.md, Session 9.
+main job compiles 35 shapes). Latest results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from transformer_jax import config as config_lib
 from transformer_jax import optim, train
@@ -39,11 +38,10 @@ def main() -> None:
   config = config_lib.load_file(ROOT / "configs" / "multi30k.py")
   model = Transformer(model_config(config))
   tx, _ = optim.make_optimizer(config)
-  dummy = {"src": np.ones((1, 8), np.int32), "tgt_in": np.ones((1, 8), np.int32)}
-  state = jax.eval_shape(lambda: train.create_state(model, tx, jax.random.PRNGKey(0), dummy))
+  state = train.abstract_state(config, model)
   key = jax.eval_shape(lambda: jax.random.key(1, impl=config.train.dropout_prng))
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, eps_ls=0.1),
-                 donate_argnums=(0,))
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx,
+                                   eps_ls=config.train.eps_ls), donate_argnums=(0,))
 
   def compile_shape(shape: tuple[int, int, int]) -> None:
     rows, src_len, tgt_len = shape

@@ -7,7 +7,7 @@ r"""The prepared accelerator check: install offline, then every figure issue 15 
 Run from the repository root. Sections, each in a child process (a failure, a hang or device
 memory held stays in that section), in this order, each given what is left of --budget_s:
   install     `pip install --no-index --find-links .whl -e .`: nothing is downloaded; the
-              build backend (setuptools, wheel) comes from .whl/ into pip's isolated build
+              build backend (BUILD_WHEELS) comes from .whl/ into pip's isolated build
               environment, so the image's own setuptools does not matter; the image's own
               jax/flax/optax/orbax must lie in pyproject.toml's ranges (each is printed against
               its range; if the install refuses, it is redone with --no-deps and the mismatches
@@ -47,8 +47,8 @@ CAPS = {"install": 45, "jax_step": 100, "main_job": 140, "decode": 40, "torch_st
 # there), and the build backend of pyproject.toml's [build-system] for the offline editable
 # install: with --no-build-isolation a 3.11 venv's setuptools 65 failed here ("invalid command
 # 'bdist_wheel'"), so the build runs isolated, from these wheels (packaging: wheel's need).
-WHEELS = ["ml-collections==1.1.0", "tensorboardX==2.6.5", "sacremoses==0.2.0",
-          "setuptools==84.2.1", "wheel==0.48.0", "packaging==26.4"]
+BUILD_WHEELS = ["setuptools==84.2.1", "wheel==0.48.0", "packaging==26.4"]
+WHEELS = ["ml-collections==1.1.0", "tensorboardX==2.6.5", "sacremoses==0.2.0", *BUILD_WHEELS]
 CPU_SIZE = dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=8, length=32)
 WORK = pathlib.Path(os.environ.get("DEVICE_CHECK_DIR", "/tmp/device_check"))
 
@@ -91,8 +91,8 @@ def section_install(args) -> dict:
   if done.returncode:
     print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
     if not args.cpu:  # install what travelled, then the project without resolving its needs
-      wheels = [str(p) for p in (ROOT / ".whl").glob("*.whl")  # the build backend stays out
-                if not p.name.startswith(("setuptools-", "wheel-", "packaging-"))]
+      backend = tuple(w.split("==")[0] + "-" for w in BUILD_WHEELS)  # stays out of the image
+      wheels = [str(p) for p in (ROOT / ".whl").glob("*.whl") if not p.name.startswith(backend)]
       subprocess.run([*pip[:4], "--no-deps", *wheels], check=False)
       subprocess.run([*pip, "--no-deps"], check=True)
       result["offline_install"] = "refused; installed with --no-deps"
