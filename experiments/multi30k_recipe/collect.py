@@ -11,8 +11,8 @@ cased detokenized sacreBLEU and lowercased Moses-tokenized BLEU (transformer_jax
 
 A second table compares learning curves across vocabularies: val NLL per sentence (nats; the
 per-wordpiece NLL of each dev evaluation times the val target wordpieces, EOS included, / 1014
-sentences), by epoch, for each run and for the current main job (benchmarks/multi30k_main/,
-16,541 val target wordpieces with its 8k vocabulary).
+sentences), by epoch, for each run and for the search's baseline, the main job as of commit d38a3aa
+(benchmarks/multi30k_main_d38a3aa/, 16,541 val target wordpieces with its 8k vocabulary).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from transformer_jax import evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VAL_REF = REPO / "transformer_jax/assets/multi30k/val.de"
-MAIN_JOB = REPO / "benchmarks/multi30k_main"
-MAIN_JOB_VAL_TOKENS = 16541  # benchmarks/multi30k_main/eval_val_beam4.json: target_tokens
+MAIN_JOB = REPO / "benchmarks/multi30k_main_d38a3aa"
+MAIN_JOB_VAL_TOKENS = 16541  # benchmarks/multi30k_main_d38a3aa/eval_val_beam4.json: target_tokens
 
 
 def _records(path: pathlib.Path) -> list[dict]:
@@ -73,11 +73,21 @@ def curve(run: pathlib.Path, val_tokens: int) -> dict[int, tuple[float, float]]:
           for r in records if r.get("kind") == "val"}
 
 
-def val_tokens(run: pathlib.Path) -> int:
-  """Val target wordpieces, EOS included, under the run's vocabulary."""
-  from transformer_jax.tokenizer import Tokenizer
-  refs = VAL_REF.read_text(encoding="utf-8").splitlines()
-  return sum(len(x) + 1 for x in Tokenizer.load(run / "spm.model").encode_batch(refs))
+def val_tokens(run: pathlib.Path) -> int | None:
+  """Val target wordpieces, EOS included, under the run's vocabulary.
+
+  From the run's spm.model when it was kept, else from the `target_tokens` an `evaluate` of
+  val recorded in the run's eval_val*.json; None when neither was kept.
+  """
+  if (run / "spm.model").exists():
+    from transformer_jax.tokenizer import Tokenizer
+    refs = VAL_REF.read_text(encoding="utf-8").splitlines()
+    return sum(len(x) + 1 for x in Tokenizer.load(run / "spm.model").encode_batch(refs))
+  for path in sorted(run.glob("eval_val*.json")):
+    record = json.loads(path.read_text())
+    if record.get("ref", "").endswith("val.de") and "target_tokens" in record:
+      return int(record["target_tokens"])
+  return None
 
 
 def _fmt(v, spec: str = "") -> str:
@@ -103,14 +113,21 @@ def main() -> None:
   if rows:
     lines += ["", f"sacreBLEU: {rows[0]['sacrebleu_signature']}",
               f"lc Moses BLEU: {rows[0]['bleu_lc_moses_signature']}"]
-  curves = {"main job (configs/multi30k.py)": curve(MAIN_JOB, MAIN_JOB_VAL_TOKENS)}
+  curves = {"baseline (main job at d38a3aa)": curve(MAIN_JOB, MAIN_JOB_VAL_TOKENS)}
+  no_vocab = []
   for p in sorted(root.glob("*/metrics.jsonl")):
-    curves[p.parent.name] = curve(p.parent, val_tokens(p.parent))
+    tokens = val_tokens(p.parent)
+    if tokens is None:
+      no_vocab.append(p.parent.name)
+    else:
+      curves[p.parent.name] = curve(p.parent, tokens)
   lines += ["", "Val NLL per sentence (nats) by epoch, at each dev evaluation "
             "(step: epoch: NLL/sentence):", ""]
   for name, points in curves.items():
     lines.append(f"- {name}: " + ", ".join(f"{step}: {e:.1f}: {nll:.2f}"
                                             for step, (e, nll) in sorted(points.items())))
+  if no_vocab:
+    lines.append(f"- no curve (neither spm.model nor a val evaluation kept): {', '.join(no_vocab)}")
   text = "\n".join(lines) + "\n"
   out = pathlib.Path(args.out) if args.out else root / "results.md"
   out.write_text(text)
