@@ -71,6 +71,9 @@ declare -A CANDIDATES=(
   # recipe moves between seeds on val, to read p9's +0.35 against. It moved 0.42 BLEU at alpha
   # 0.6 and 0.03 at alpha 1.0, where p9 is +0.35 over both: next, p9 with train.seed 1.
   [p8_main_drop02_seed1]="--config.model.p_drop=0.2 --config.train.seed=1"
+  # p9 with train.seed 1 (same batches): does p9's +0.35 over both p8 seeds survive a second
+  # p9 seed? If it does, P_drop 0.1 becomes the default.
+  [p9_main_drop01_seed1]="--config.model.p_drop=0.1 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
