@@ -72,7 +72,8 @@ declare -A CANDIDATES=(
   # 0.6 and 0.03 at alpha 1.0, where p9 is +0.35 over both: next, p9 with train.seed 1.
   [p8_main_drop02_seed1]="--config.model.p_drop=0.2 --config.train.seed=1"
   # p9 with train.seed 1 (same batches): does p9's +0.35 over both p8 seeds survive a second
-  # p9 seed? If it does, P_drop 0.1 becomes the default.
+  # p9 seed? It did (val BLEU 40.10 at alpha 1.0; two-seed mean 39.84 against p8's 39.235):
+  # P_drop 0.1 became the default.
   [p9_main_drop01_seed1]="--config.model.p_drop=0.1 --config.train.seed=1"
 )
 names=("$@")
