@@ -96,6 +96,11 @@ declare -A CANDIDATES=(
     --config.train.eps_ls=0.2"
   # p11 with train.seed 1 (same batches), by p11's rule: eps_ls 0.2 becomes the default only if
   # the mean val sacreBLEU (beam 4, alpha 1.0) of p11's two seeds beats P_drop 0.1's 39.84.
+  # eps_ls 0.2's outputs ran 5% short (brevity penalty 0.948 on val), so after this run both
+  # p11 seeds' averages of 5 are also decoded on val at alpha 1.2 and 1.4 (beam 4). Rule fixed
+  # before either is decoded: if eps_ls 0.2 becomes the default, it takes the alpha of {1.0,
+  # 1.2, 1.4} with the highest two-seed mean val sacreBLEU, if that beats alpha 1.0's mean by
+  # more than 0.3 (p10's rule for decoding); otherwise alpha stays 1.0.
   [p11_main_ls02_seed1]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
     --config.train.eps_ls=0.2 --config.train.seed=1"
 )
