@@ -4,13 +4,16 @@ Run:
   transformer-jax train --config=configs/multi30k.py --workdir=runs/multi30k
 
 The architecture is the paper's (post-LN, sinusoidal positions, shared embeddings, Adam with
-Eq. 3, label smoothing 0.1, beam 4, checkpoint averaging); only sizes change: Multi30k has
+Eq. 3, label smoothing, beam 4, checkpoint averaging); only sizes change: Multi30k has
 29k sentence pairs, not 4.5M, so the model is smaller (d_model 256, N 3, as in flax's
 examples/wmt small setting), with a 8000-piece shared BPE vocabulary and batches of about 2048
-target tokens. P_drop 0.1 (the paper's base) and length penalty alpha 1.0 were chosen on
-Multi30k val only (experiments/multi30k_recipe/: val sacreBLEU at alpha 1.0, two seeds each,
-39.58 / 40.10 with P_drop 0.1 against 39.22 / 39.25 with 0.2; 36.22 for the previous P_drop 0.3
-with alpha 0.6); the paper's base model uses alpha 0.6.
+target tokens. P_drop 0.1 (the paper's base), eps_ls 0.2 (the paper's is 0.1) and length
+penalty alpha 1.0 were chosen on Multi30k val only (experiments/multi30k_recipe/: val
+sacreBLEU at alpha 1.0, two seeds each: P_drop 0.1 with eps_ls 0.1 39.58 / 40.10, with
+eps_ls 0.2 40.01 / 39.87, a mean gain of 0.10 that is inside the seed spread but passed the rule
+fixed before the runs; P_drop 0.2 39.22 / 39.25; the previous P_drop 0.3 with alpha 0.6 36.22).
+Alpha 1.4 scored 0.30 higher on val with eps_ls 0.2, not more than the 0.3 the rule required,
+so alpha stays 1.0 (the paper's base model uses 0.6).
 """
 
 from transformer_jax.config import default_config
@@ -33,6 +36,7 @@ def get_config():
   c.data.tokens_per_batch = 2048
 
   c.decode.alpha = 1.0
+  c.train.eps_ls = 0.2
 
   c.train.steps = 3400
   c.train.warmup_steps = 800
