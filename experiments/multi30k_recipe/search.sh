@@ -4,8 +4,9 @@
 # Runs the candidates below one at a time (a shared 2-core machine: never two trainings at once)
 # with the project's own runner, each a shortened proxy of the paper's recipe (post-LN, Eq. 3,
 # eps_ls 0.1 unless a candidate sets it, checkpoint averaging, beam search) that ends by
-# translating val only (final_eval_splits=('val',)). Rerunning skips finished runs and resumes an interrupted one
-# (Eq. 3 does not depend on train.steps, so a run stopped early is the prefix of a longer one).
+# translating val only (final_eval_splits=('val',)). Rerunning skips finished runs and resumes
+# an interrupted one (Eq. 3 does not depend on train.steps, so a run stopped early is the prefix
+# of a longer one).
 # Then collect.py writes ROOT/results.md (both val BLEUs recomputed from ROOT/NAME/val.hyp).
 set -euo pipefail
 root=${1:-runs/multi30k_recipe}
