@@ -238,6 +238,24 @@ def test_average_command_writes_exact_mean_and_translate_uses_it(trained_run, tm
   assert proc.returncode != 0 and "--last=50" in out and "keep_checkpoints" in out
 
 
+def test_average_up_to_step_is_the_shorter_runs_average(trained_run, tmp_path, cli):
+  workdir, config, _ = trained_run
+  ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
+  first, middle, _ = ckpts.steps()  # keep_checkpoints 3
+  out, _ = cli("average", f"--workdir={workdir}", "--last=2", f"--step={middle}")
+  assert f"averaged checkpoints {[first, middle]}" in out, out
+  abstract = jax.eval_shape(lambda: _state(config))
+  restored = [ckpts.restore(s, abstract)[0].params for s in (first, middle)]
+  expected = jax.tree_util.tree_map(lambda a, b: (np.asarray(a, np.float64) + b) / 2, *restored)
+  averaged = ckpt_lib.load_params(workdir / f"average_last2_step{middle}", abstract.params)
+  for got, want in zip(jax.tree_util.tree_leaves(averaged), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-7)
+  with pytest.raises(SystemExit, match=f"--last=3 .* up to --step={middle}"):
+    cli("average", f"--workdir={workdir}", "--last=3", f"--step={middle}")
+  with pytest.raises(SystemExit, match=f"--step={middle + 1} is not a checkpoint"):
+    cli("average", f"--workdir={workdir}", "--last=2", f"--step={middle + 1}")
+
+
 def test_corrupted_latest_checkpoint_falls_back_to_previous(tiny_data, tmp_path):
   workdir = tmp_path / "run"
   overrides = {"train.checkpoint_every": 10, "train.log_every": 5}

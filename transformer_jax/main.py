@@ -5,7 +5,7 @@
   transformer-jax translate --workdir=DIR [--input=FILE] [--output=FILE] [--beam_size=4]
   transformer-jax evaluate  --workdir=DIR --src=FILE --ref=FILE
   transformer-jax params    --config=configs/base.py [--config.data.vocab_size=37000]
-  transformer-jax average   --workdir=DIR [--last=5] [--output=DIR/average_last5]
+  transformer-jax average   --workdir=DIR [--last=5] [--step=S] [--output=DIR/average_last5]
   transformer-jax rows      (the Table 3 rows of configs/table3.py, with the paper's numbers)
   transformer-jax run       --config=configs/table3.py:ROW[,scale=mini][,seed=K] --workdir=DIR
   transformer-jax sweep     --config=FILE[:ARG] --root=DIR [--seeds=1] [--only=NAME,GLOB,...]
@@ -57,7 +57,8 @@ flags.DEFINE_string("src", None, "evaluate: source sentences, one per line.")
 flags.DEFINE_string("ref", None, "evaluate: reference translations, line-aligned with --src.")
 flags.DEFINE_integer("beam_size", None, "Beam size (default: the config's, 4); 1 is greedy.")
 flags.DEFINE_float("alpha", None, "Length penalty (default: the config's, 0.6).")
-flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters.")
+flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters; "
+                     "average: the newest checkpoint to include (default: the latest).")
 flags.DEFINE_string("params", None, "Use the parameters saved in this directory (by `average` "
                     "or training's final_params) instead of the final parameters.")
 flags.DEFINE_string("only", "", "sweep: names or shell globs of the points to run, e.g. "
@@ -264,18 +265,32 @@ def _reexec_with_huge_pages(argv: list[str] | None = None) -> None:
 
 
 def cmd_average() -> None:
-  """Writes the mean parameters of the newest --last checkpoints (Section 6.1)."""
+  """Writes the mean parameters of the newest --last checkpoints up to --step (Section 6.1).
+
+  Eq. 3 does not depend on train.steps, so with --step=S this is exactly the final model an
+  S-step run would have averaged (same seed and batches): a shorter run, scored without
+  training it.
+  """
   from transformer_jax import checkpoint as ckpt_lib
   workdir = pathlib.Path(_require("workdir"))
   if FLAGS.last < 1:
     raise SystemExit(f"error: --last must be >= 1, got {FLAGS.last}")
   config, model, _ = _load_workdir(workdir)
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints")
-  steps = ckpts.steps()[-FLAGS.last:]
+  steps = ckpts.steps()
+  if FLAGS.step is not None:
+    if FLAGS.step not in steps:
+      raise SystemExit(f"error: --step={FLAGS.step} is not a checkpoint in {ckpts.directory} "
+                       f"(it has {steps})")
+    steps = [s for s in steps if s <= FLAGS.step]
+  steps = steps[-FLAGS.last:]
   if len(steps) < FLAGS.last:
     raise SystemExit(f"error: --last={FLAGS.last} but {ckpts.directory} has only {len(steps)} "
-                     f"checkpoints {steps}; config.train.keep_checkpoints decides how many stay")
-  out = pathlib.Path(FLAGS.output or workdir / f"average_last{FLAGS.last}")
+                     f"checkpoints {steps}"
+                     f"{'' if FLAGS.step is None else f' up to --step={FLAGS.step}'}; "
+                     "config.train.keep_checkpoints decides how many stay")
+  suffix = "" if FLAGS.step is None else f"_step{FLAGS.step}"
+  out = pathlib.Path(FLAGS.output or workdir / f"average_last{FLAGS.last}{suffix}")
   ckpt_lib.save_params(out, ckpt_lib.average_params(ckpts, steps, _abstract_state(config, model)))
   print(f"averaged checkpoints {steps} into {out}; use it with "
         f"`transformer-jax translate --workdir={workdir} --params={out}`")
