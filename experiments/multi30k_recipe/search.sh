@@ -124,6 +124,15 @@ declare -A CANDIDATES=(
   # sacreBLEU >= (b)'s, else (b); the BLEU rule above still decides a second seed.
   [p12_main_vocab6k]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
     --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.train.keep_checkpoints=10"
+  # Result: val sacreBLEU 40.43 (+0.49 over 39.94): a second seed next, by the BLEU rule. Time
+  # rule: train_step.py --sizes=small,small6k,small,small6k (same VM, idle) gave vocab 6000's
+  # step 0.866x vocab 8000's, so at c72eb28's slowest-VM speed the command would take about
+  # 105 + 250 + (3485 - 250) x 0.866 = 3,157 s (52.6 min) at 3400 steps: (a) is 3400 steps.
+  # p12 with train.seed 1 (same vocabulary and batches). Vocab 6000 becomes the default only if
+  # the two seeds' mean val sacreBLEU (beam 4, alpha 1.0) beats p11's 39.94 and the time rule
+  # above picks it.
+  [p12_main_vocab6k_seed1]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
+    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
