@@ -17,7 +17,8 @@ base = vocab 32000, d_model 512, h 8, N 6+6, d_ff 2048, batch 8 x 64;
 paper = the base model (vocab 37000) on the paper's batch of about 25000 target tokens
 (Section 5.1), 390 x 64 (for an accelerator; benchmarks/device_check.py); tiny (issue 16, Wu et
 al. 2021's Transformer-Tiny) = vocab 10000, d_model 128, h 4, N 4+4, d_ff 256, batch 32 x 64;
-small6k (issue 16's recipe search, p12) = small with vocab 6000. A size may be repeated
+small6k (issue 16's recipe search, p12; the main job's since beb7515) = small with vocab 6000;
+small4k (p13) = small with vocab 4000. A size may be repeated
 (--sizes=small,small6k,small,small6k) to alternate two sizes against drifts of the machine.
 """
 
@@ -45,6 +46,7 @@ SIZES = {
     "paper": dict(vocab=37000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=390, length=64),
     "tiny": dict(vocab=10000, d_model=128, h=4, n_layers=4, d_ff=256, batch=32, length=64),
     "small6k": dict(vocab=6000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
+    "small4k": dict(vocab=4000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
 }
 
 
