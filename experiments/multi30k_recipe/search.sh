@@ -144,6 +144,8 @@ declare -A CANDIDATES=(
   # (train_step.py size small4k), so time does not stop it at 3400 steps.
   [p13_main_vocab4k]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
     --config.train.eps_ls=0.2 --config.data.vocab_size=4000"
+  # Result: val sacreBLEU 38.67 (lc Moses 38.80, BP 0.926), val NLL per sentence 30.46 (vocab
+  # 6000: 30.34 / 30.19): -1.53 against 40.20, so no second seed; vocab 6000 stays the default.
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
