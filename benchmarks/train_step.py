@@ -40,13 +40,14 @@ from transformer_jax import optim, train
 from transformer_jax.config import TransformerConfig, default_config, model_config
 from transformer_jax.model import Transformer, count_params
 
+_SMALL = dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64)
 SIZES = {
-    "small": dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
+    "small": _SMALL,
     "base": dict(vocab=32000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=8, length=64),
     "paper": dict(vocab=37000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=390, length=64),
     "tiny": dict(vocab=10000, d_model=128, h=4, n_layers=4, d_ff=256, batch=32, length=64),
-    "small6k": dict(vocab=6000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
-    "small4k": dict(vocab=4000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64),
+    "small6k": dict(_SMALL, vocab=6000),
+    "small4k": dict(_SMALL, vocab=4000),
 }
 
 
