@@ -203,6 +203,21 @@ declare -A CANDIDATES=(
   [p16_main_h8]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
     --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.model.h=8
     --config.model.d_k=32 --config.model.d_v=32"
+  # p15 result: val sacreBLEU 40.14 (lc Moses 40.28, BP 0.949), val PPL 5.59: -0.06 against
+  # 40.20, rejected; its val PPL led p12's at equal tokens up to about 1,500 steps' worth and
+  # fell behind p14's after that.
+  # p17 (session 18), not a candidate: p14x2 showed that at P_drop 0.1 twice the compute buys
+  # no val BLEU; p17 asks whether more dropout with more compute raises that ceiling, i.e.
+  # whether a step twice as fast could reach the issue's target. The default at beb7515 with
+  # P_drop 0.2, run to twice its tokens (6800 steps of 2048 tokens), 40 checkpoints kept (every
+  # 100 steps), so the average of 5 up to S is scored on val (beam 4, alpha 1.0) for S = 3400,
+  # 4200, 5100, 6000, 6800. Reading fixed before it runs: above 41.0 at some S (+0.8 over
+  # 40.20), a 2x faster step with P_drop 0.2 is a way to the target and the step's speed is
+  # the next work; at or below 40.5 everywhere, more dropout with twice the compute does not
+  # lift the ceiling either.
+  [p17_main_drop02_x2]="--config.model.p_drop=0.2 --config.decode.alpha=1.0
+    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.train.steps=6800
+    --config.train.keep_checkpoints=40 --config.train.eval_every=500"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
