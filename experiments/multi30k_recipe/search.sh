@@ -206,6 +206,9 @@ declare -A CANDIDATES=(
   # p15 result: val sacreBLEU 40.14 (lc Moses 40.28, BP 0.949), val PPL 5.59: -0.06 against
   # 40.20, rejected; its val PPL led p12's at equal tokens up to about 1,500 steps' worth and
   # fell behind p14's after that.
+  # p16 result: val sacreBLEU 39.56 (lc Moses 39.69, BP 0.941), val PPL 5.63: -0.64 against
+  # 40.20, rejected; its val PPL tracked p12's two seeds at every evaluation (6.07 at 3400
+  # against 6.00 / 5.95), and its step is about 7% slower than 4 heads' on this CPU.
   # p17 (session 18), not a candidate: p14x2 showed that at P_drop 0.1 twice the compute buys
   # no val BLEU; p17 asks whether more dropout with more compute raises that ceiling, i.e.
   # whether a step twice as fast could reach the issue's target. The default at beb7515 with
