@@ -20,6 +20,11 @@ tiny_long="--config.data.tokens_per_batch=2048 --config.train.steps=7000
   --config.train.warmup_steps=800 --config.train.checkpoint_every=200
   --config.train.keep_checkpoints=10 --config.train.average_last=10 --config.train.eval_every=500
   --config.decode.beam_size=5"
+# The default at beb7515 (P_drop 0.1, alpha 1.0, eps_ls 0.2, vocab 6000), as overrides of the
+# baseline below: the starting point of p12 and every candidate after it but p13 and p17.
+BEB7515="--config.model.p_drop=0.1 --config.decode.alpha=1.0 --config.train.eps_ls=0.2
+  --config.data.vocab_size=6000"
+
 declare -A CANDIDATES=(
   # Tiny as Wu et al. train it: ~10k shared BPE; 4096-token batches, warmup 1000, peak lr
   # 1.5 x 128^-0.5 x 1000^-0.5.
@@ -122,8 +127,7 @@ declare -A CANDIDATES=(
   # (a) vocab 6000 at the largest S that fits; (b) vocab 8000 at the largest S that fits, its
   # val taken as 39.94 + p10's (val at S - val at 3400). The default becomes (a) if its val
   # sacreBLEU >= (b)'s, else (b); the BLEU rule above still decides a second seed.
-  [p12_main_vocab6k]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
-    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.train.keep_checkpoints=10"
+  [p12_main_vocab6k]="$BEB7515 --config.train.keep_checkpoints=10"
   # Result: val sacreBLEU 40.43 (+0.49 over 39.94): a second seed next, by the BLEU rule. Time
   # rule: train_step.py --sizes=small,small6k,small,small6k (same VM, idle) gave vocab 6000's
   # step 0.866x vocab 8000's, so at c72eb28's slowest-VM speed the command would take about
@@ -131,8 +135,7 @@ declare -A CANDIDATES=(
   # p12 with train.seed 1 (same vocabulary and batches). Vocab 6000 becomes the default only if
   # the two seeds' mean val sacreBLEU (beam 4, alpha 1.0) beats p11's 39.94 and the time rule
   # above picks it.
-  [p12_main_vocab6k_seed1]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
-    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.train.seed=1"
+  [p12_main_vocab6k_seed1]="$BEB7515 --config.train.seed=1"
   # Result: val sacreBLEU 39.96 (lc Moses 40.08), val PPL 5.50; the two seeds' mean 40.20 beats
   # 39.94 and the time rule picked 3400 steps, so vocab 6000 became the default (beb7515). Its
   # loop time (3,774 s) is not a speed figure: a local .ci/run shared the 2 cores for ~20 min.
@@ -160,8 +163,7 @@ declare -A CANDIDATES=(
   # sacreBLEU, beam 4, alpha 1.0, average of 5) earns a second seed (train.seed 1); it becomes
   # the default only if the two seeds' mean beats 40.20 and the README command stays under 57
   # minutes at the slowest speed seen.
-  [p14_main_batch1024]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
-    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.data.tokens_per_batch=1024
+  [p14_main_batch1024]="$BEB7515 --config.data.tokens_per_batch=1024
     --config.train.steps=6800 --config.train.warmup_steps=1600 --config.train.checkpoint_every=200
     --config.train.keep_checkpoints=10 --config.train.eval_every=500"
   # Result: val sacreBLEU 40.31 (lc Moses 40.48, BP 0.944), val PPL 5.39 (vocab 6000's two seeds
@@ -176,8 +178,7 @@ declare -A CANDIDATES=(
   # checkpoints up to S (`transformer-jax average --last=5 --step=S`) is the final model of an
   # S-step run; 36 kept checkpoints (every 200 steps) cover S = 8400, 10200, 12000, 13600 (1.24x,
   # 1.5x, 1.76x, 2x p14's compute), each scored on val (beam 4, alpha 1.0).
-  [p14x2_main_batch1024]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
-    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.data.tokens_per_batch=1024
+  [p14x2_main_batch1024]="$BEB7515 --config.data.tokens_per_batch=1024
     --config.train.steps=13600 --config.train.warmup_steps=1600 --config.train.checkpoint_every=200
     --config.train.keep_checkpoints=36 --config.train.eval_every=500"
   # Result (val sacreBLEU of the average of 5 up to S, alpha 1.0; averaged val PPL):
@@ -194,14 +195,12 @@ declare -A CANDIDATES=(
   # BLEU level); Eq. 3 stretched again (13,600 steps, warmup 3200, lr_scale 0.7: at every token
   # count the rate is half the 2048-token run's), checkpoints every 400 steps, the last 5
   # averaged (the same token span), val PPL every 1000 steps. 69 batch shapes against 38.
-  [p15_main_batch512]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
-    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.data.tokens_per_batch=512
+  [p15_main_batch512]="$BEB7515 --config.data.tokens_per_batch=512
     --config.train.steps=13600 --config.train.warmup_steps=3200 --config.train.checkpoint_every=400
     --config.train.eval_every=1000"
   # p16: h = 8 heads of d_k = d_v = 32 instead of 4 of 64 (the same parameters and matmul work;
   # the paper's Table 3 rows A put 8 heads 0.3 BLEU above 4 on newstest2013).
-  [p16_main_h8]="--config.model.p_drop=0.1 --config.decode.alpha=1.0
-    --config.train.eps_ls=0.2 --config.data.vocab_size=6000 --config.model.h=8
+  [p16_main_h8]="$BEB7515 --config.model.h=8
     --config.model.d_k=32 --config.model.d_v=32"
   # p15 result: val sacreBLEU 40.14 (lc Moses 40.28, BP 0.949), val PPL 5.59: -0.06 against
   # 40.20, rejected; its val PPL led p12's at equal tokens up to about 1,500 steps' worth and
