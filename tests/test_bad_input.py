@@ -67,6 +67,8 @@ def _config_file(path, data: dict, overrides: dict):
     ("decode.beam_size", 0, ">= 1"),
     ("train.average_last", 4, "keep_checkpoints=3"),
     ("data.max_len", 200, r"largest of config.data.bucket_boundaries \(128\)"),
+    ("data.bpe_dropout", 1.0, r"in \[0, 1\)"),
+    ("data.bpe_dropout_sides", "source", "'src', 'tgt' or 'both'"),
 ])
 def test_impossible_value_names_the_key(tiny_data, key, value, expected):
   config = tiny_config(tiny_data, **{key: value})

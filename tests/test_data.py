@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transformer_jax.data import (BucketedBatches, DataError, Encoded, ParallelText,
-                                  batch_sentences, encode_parallel, read_parallel)
+from transformer_jax.data import (BPEDropoutBatches, BucketedBatches, DataError, Encoded,
+                                  ParallelText, batch_sentences, encode_parallel, read_parallel)
 from transformer_jax.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 MULTI30K = Path(__file__).resolve().parents[1] / "transformer_jax" / "assets" / "multi30k"
@@ -279,6 +279,106 @@ def test_padding_on_multi30k_train(multi30k_train):
   # Observed: tgt 0.051, src 0.099, 35 shapes, 236 batches.
   assert stats["tgt_pad_fraction"] < 0.08 and stats["src_pad_fraction"] < 0.14
   assert stats["num_shapes"] <= 40 and stats["num_examples"] == 29000
+
+
+# -- BPEDropoutBatches -------------------------------------------------------------------------
+
+N_BPED = 600  # Multi30k train pairs for the BPE-dropout tests
+
+
+@pytest.fixture(scope="module")
+def bped(tmp_path_factory):
+  """(text, tokenizer, deterministic BucketedBatches) on the first N_BPED Multi30k pairs, with a
+  600-piece vocabulary trained on them (well under a second)."""
+  d = tmp_path_factory.mktemp("bped")
+  files = []
+  for lang in ("en", "de"):
+    lines = (MULTI30K / f"train.{lang}").read_text(encoding="utf-8").splitlines()[:N_BPED]
+    files.append(_write(d / f"train.{lang}", ("\n".join(lines) + "\n").encode()))
+  tok = Tokenizer.train(files, d / "spm.model", 600)
+  text = read_parallel(*files)
+  det = BucketedBatches(encode_parallel(text, tok, 128), tokens_per_batch=256,
+                        boundaries=BOUNDARIES, seed=0)
+  return text, tok, det
+
+
+def _bped(bped, **kw) -> BPEDropoutBatches:
+  text, tok, det = bped
+  args = dict(keys=det.keys, bpe_dropout=0.1, sides="both", max_len=128, tokens_per_batch=256,
+              boundaries=BOUNDARIES, seed=0)
+  return BPEDropoutBatches(text, tok, **{**args, **kw})
+
+
+def _pairs(batch) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+  """The (source ids, target ids) of each non-PAD row, EOS stripped."""
+  out = []
+  for s, t in zip(batch["src"], batch["tgt_out"]):
+    if t.any():
+      out.append((tuple(s[s != PAD_ID][:-1]), tuple(t[t != PAD_ID][:-1])))
+  return out
+
+
+def test_bpe_dropout_resegments_the_same_text_each_epoch(bped):
+  text, tok, det = bped
+  bb = _bped(bped)
+  two_epochs = [p for b in itertools.islice(bb.iterate(), bb.batches_in_epoch(0) + bb.batches_in_epoch(1))
+                for p in _pairs(b)]
+  first, second = two_epochs[:N_BPED], two_epochs[N_BPED:]
+  assert len(first) == len(second) == N_BPED
+  deterministic = {(tuple(tok.encode(s)), tuple(tok.encode(t))) for s, t in zip(text.src, text.tgt)}
+  for pairs in (first, second):
+    # Every pair decodes to a sentence pair of the corpus, each exactly once per epoch...
+    decoded = sorted((tok.decode(list(s)), tok.decode(list(t))) for s, t in pairs)
+    assert decoded == sorted((tok.decode(tok.encode(s)), tok.decode(tok.encode(t)))
+                             for s, t in zip(text.src, text.tgt))
+    # ...in more pieces than deterministic BPE, which most pairs no longer match.
+    n_pieces = sum(len(s) + len(t) for s, t in pairs)
+    assert n_pieces > 1.15 * sum(len(s) + len(t) for s, t in deterministic)
+    assert sum(p in deterministic for p in pairs) < N_BPED // 2
+  assert sorted(first) != sorted(second)  # a new segmentation each epoch
+
+
+def test_bpe_dropout_keeps_the_batch_shapes_and_resumes_exactly(bped):
+  _, _, det = bped
+  bb = _bped(bped)
+  n = bb.batches_in_epoch(0) + bb.batches_in_epoch(1) + 5  # into epoch 2
+  assert bb.num_batches > det.num_batches
+  full = list(itertools.islice(bb.iterate(), n))
+  shapes = {(b["src"].shape[0],) + b["src"].shape[1:] + b["tgt_out"].shape[1:] for b in full}
+  # No XLA compile beyond the deterministic run's, but for pairs longer than any of its keys.
+  for _, S, T in shapes - set(det.shapes):
+    assert not any(S <= S_key and T <= T_key for S_key, T_key in det.keys)
+  assert len(shapes & set(det.shapes)) > len(shapes - set(det.shapes))
+  again = _bped(bped)  # a new object: the segmentation depends only on (seed, epoch, side)
+  for start in (0, bb.batches_in_epoch(0) - 1, bb.batches_in_epoch(0) + 3):
+    resumed = list(itertools.islice(again.iterate(start_step=start), n - start))
+    for a, b in zip(full[start:], resumed):
+      assert all(np.array_equal(a[k], b[k]) for k in ("src", "tgt_in", "tgt_out"))
+  assert bb.epoch_at(bb.batches_in_epoch(0)) == 1.0
+  assert bb.epoch_at(bb.batches_in_epoch(0) + bb.batches_in_epoch(1) // 2) == pytest.approx(1.5, abs=0.01)
+  other_seed = _bped(bped, seed=1)
+  assert [_pairs(b) for b in itertools.islice(other_seed.iterate(), 3)] != [
+      _pairs(b) for b in full[:3]]
+
+
+def test_bpe_dropout_on_one_side_leaves_the_other_deterministic(bped):
+  text, tok, _ = bped
+  bb = _bped(bped, sides="src")
+  pairs = [p for b in itertools.islice(bb.iterate(), bb.num_batches) for p in _pairs(b)]
+  targets = {tuple(tok.encode(t)) for t in text.tgt}
+  sources = {tuple(tok.encode(s)) for s in text.src}
+  assert all(t in targets for _, t in pairs)
+  assert sum(s in sources for s, _ in pairs) < N_BPED // 2
+  stats = bb.padding_stats()
+  assert stats["bpe_dropout_sides"] == "src" and stats["src_mean_len"] > stats["tgt_mean_len"]
+
+
+def test_bpe_dropout_refuses_bad_arguments(bped):
+  for kw, named in ((dict(bpe_dropout=0.0), "data.bpe_dropout"),
+                    (dict(bpe_dropout=1.0), "data.bpe_dropout"),
+                    (dict(sides="source"), "data.bpe_dropout_sides")):
+    with pytest.raises(ValueError, match=named):
+      _bped(bped, **kw)
 
 
 # -- batch_sentences ----------------------------------------------------------------------------

@@ -126,12 +126,15 @@ def test_run_writes_its_files(trained_run):
 
 # -- resuming ------------------------------------------------------------------------------------
 
-def test_resume_matches_uninterrupted_run(tiny_data, tmp_path):
+@pytest.mark.parametrize("bpe_dropout", [0.0, 0.1])
+def test_resume_matches_uninterrupted_run(tiny_data, tmp_path, bpe_dropout):
   # Big batches make an epoch ~12 steps, so the resumed run crosses into epoch 1; pairs of
-  # <= 64 tokens give one batch shape, so each run compiles the step once.
+  # <= 64 tokens give one batch shape, so each run compiles the step once. With BPE-dropout
+  # each epoch is segmented anew, from (data.seed, epoch) only, so resuming sees the same batches.
   n1, n2 = 8, 20
   over = {"data.tokens_per_batch": 2048, "data.max_len": 64, "train.log_every": 1,
-          "train.eval_every": 1000, "train.checkpoint_every": 1000}
+          "train.eval_every": 1000, "train.checkpoint_every": 1000,
+          "data.bpe_dropout": bpe_dropout}
   logs = []
   split, whole = tmp_path / "split", tmp_path / "whole"
   first = train_lib.train(tiny_config(tiny_data, **over, **{"train.steps": n1}), split,
@@ -142,6 +145,7 @@ def test_resume_matches_uninterrupted_run(tiny_data, tmp_path):
                   log=lambda *_: None)
   epoch = json.loads((split / "data_stats.json").read_text())["train_batches"]["num_batches"]
   assert n1 < epoch < n2
+  assert _records(split, "train")[epoch - 1]["epoch"] == 1.0
 
   assert (first["step"], second["step"]) == (n1, n2)
   assert any(f"at step {n1}" in line for line in logs), logs

@@ -138,6 +138,10 @@ def default_config() -> ml_collections.ConfigDict:
                               80, 96, 128, 160, 192, 256)  # padded lengths a batch may have
   c.data.batch_multiple = 1  # rows per batch are a multiple of this (and of accum x shards)
   c.data.seed = 0  # seeds the batch order; same seed, same batches
+  # BPE-dropout (Provilkov et al. 2020; not in the paper): each epoch re-segments the training
+  # text dropping each merge with this probability; dev/test keep deterministic BPE. 0 = paper
+  c.data.bpe_dropout = 0.0
+  c.data.bpe_dropout_sides = "both"  # sides re-segmented: 'src' | 'tgt' | 'both'
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 100000  # optimizer steps, Section 5.2
@@ -314,6 +318,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "not be batched", d.max_len)
   for key in ("tokens_per_batch", "batch_multiple"):
     _expect(d[key] >= 1, f"data.{key}", ">= 1", d[key])
+  _expect(0.0 <= d.bpe_dropout < 1.0, "data.bpe_dropout", "in [0, 1) (0 = the paper's BPE)",
+          d.bpe_dropout)
+  _expect(d.bpe_dropout_sides in ("src", "tgt", "both"), "data.bpe_dropout_sides",
+          "'src', 'tgt' or 'both'", d.bpe_dropout_sides)
   for key in ("steps", "warmup_steps", "log_every", "eval_every", "checkpoint_every",
               "keep_checkpoints", "average_last"):
     _expect(t[key] >= 1, f"train.{key}", ">= 1", t[key])

@@ -196,6 +196,27 @@ class Tokenizer:
     """`encode` for many texts at once, using SentencePiece's multi-threaded batch path."""
     return self._sp.encode(list(texts))
 
+  def sample_batch(self, texts: Sequence[str], *, bpe_dropout: float, seed: int
+                   ) -> list[list[int]]:
+    """`encode_batch` with BPE-dropout (Provilkov et al. 2020, "BPE-Dropout: Simple and
+    Effective Subword Regularization"): each merge is skipped with probability `bpe_dropout`,
+    so a word may come out in smaller pieces of the same vocabulary. Decoding the ids gives
+    back the same text as `encode_batch`'s.
+
+    Args:
+      texts: sentences to segment.
+      bpe_dropout: probability in [0, 1) of dropping each merge.
+      seed: seeds SentencePiece's (process-wide) sampler; same seed, texts and vocabulary, same
+        ids. Runs on one thread so that this holds: about 0.35 s per 29,000 sentences.
+
+    Raises:
+      ValueError: bpe_dropout outside [0, 1).
+    """
+    if not 0.0 <= bpe_dropout < 1.0:
+      raise ValueError(f"data.bpe_dropout must be in [0, 1), got {bpe_dropout}")
+    spm.set_random_generator_seed(int(seed) % 2**32)
+    return self._sp.encode(list(texts), enable_sampling=True, alpha=bpe_dropout, num_threads=1)
+
   def decode(self, ids: Sequence[int]) -> str:
     """Ids (list or 1-D int array) -> detokenized text.
 

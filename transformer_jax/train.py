@@ -13,6 +13,7 @@ as one of several processes, of which only process 0 writes files other than che
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -297,6 +298,8 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
   for split in ("train", "val"):
     text = texts[split]
     enc = data_lib.encode_parallel(text, tokenizer, d.max_len)
+    if split == "train" and d.bpe_dropout > 0:
+      enc = dataclasses.replace(enc, text=text)  # re-segmented every epoch
     if not enc.src:
       raise data_lib.DataError(f"{text.src_path} / {text.tgt_path}: all {enc.n_too_long} pairs "
                                f"are longer than config.data.max_len={d.max_len} tokens")
@@ -381,10 +384,14 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
   mcfg = config_lib.model_config(config)
   model = Transformer(mcfg)
   tx, schedule = optim.make_optimizer(config)
-  train_batches = data_lib.BucketedBatches(train_data, tokens_per_batch=d.tokens_per_batch,
-                                           boundaries=d.bucket_boundaries, seed=d.seed,
-                                           batch_multiple=sharding_lib.rows_multiple(
-                                               config, mesh, rule_set))
+  bucketing = dict(tokens_per_batch=d.tokens_per_batch, boundaries=d.bucket_boundaries,
+                   seed=d.seed, batch_multiple=sharding_lib.rows_multiple(config, mesh, rule_set))
+  train_batches = data_lib.BucketedBatches(train_data, **bucketing)
+  if d.bpe_dropout > 0:  # the same batch shapes, each epoch segmented anew
+    train_batches = data_lib.BPEDropoutBatches(train_data.text, tokenizer,
+                                               keys=train_batches.keys, bpe_dropout=d.bpe_dropout,
+                                               sides=d.bpe_dropout_sides, max_len=d.max_len,
+                                               **bucketing)
   val_batches = data_lib.BucketedBatches(val_data, tokens_per_batch=d.tokens_per_batch,
                                          boundaries=d.bucket_boundaries, seed=d.seed,
                                          shuffle=False)
@@ -394,7 +401,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
   pad = stats["train_batches"]
   log(f"train batches: {pad['num_batches']} per epoch in {pad['num_shapes']} shapes; padding "
       f"{pad['tgt_pad_fraction']:.1%} of target and {pad['src_pad_fraction']:.1%} of source "
-      "positions")
+      "positions" + (f" (epoch 0 of BPE-dropout {d.bpe_dropout} on {d.bpe_dropout_sides}: "
+                     f"{pad['src_mean_len']:.1f} / {pad['tgt_mean_len']:.1f} pieces per source "
+                     "/ target sentence)" if d.bpe_dropout > 0 else ""))
 
   # The key's impl only derives per-step and per-layer keys (fold_in); the masks themselves
   # are drawn by model.dropout_algorithm (dropout.py).
@@ -457,7 +466,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
                     "learning_rate": float(schedule(step - 1)),
                     "tokens_per_sec": tokens_since / elapsed,
                     "input_wait_fraction": wait_since / elapsed,
-                    "epoch": step / train_batches.num_batches}
+                    "epoch": train_batches.epoch_at(step)}
           writer.write(step, record, kind="train")
           total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
           total_wait_s += wait_since
