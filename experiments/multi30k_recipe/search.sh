@@ -226,6 +226,19 @@ declare -A CANDIDATES=(
   # not above 41.0. Unlike P_drop 0.1 (p14x2), val PPL still falls at 2x and BLEU rises with it,
   # +0.52 over 40.20 from one seed; so more dropout does lift the ceiling with more compute, by
   # less than the target needs at 2x.
+  # p18 (session 19): BPE-dropout (data.bpe_dropout, Provilkov et al. 2020) at p = 0.1 on both
+  # sides, the default at beb7515 otherwise: the same 3400 steps of 2048-token batches (the
+  # same target positions, so about the same time; sampled sentences are ~40% longer, so that
+  # is about 9.5 epochs of sentences instead of 13.8), dev and test with deterministic BPE. A
+  # regularizer of the data instead of the activations, the kind the literature finds worth
+  # 1-2 BLEU on small corpora; p17 says more regularization needs more compute, so it may
+  # fall short within the hour. Rule fixed before it runs, as for p15/p16: more than +0.3 over
+  # 40.20 (val sacreBLEU, beam 4, alpha 1.0, average of 5) earns a second seed; the default
+  # only if its two seeds' mean beats 40.20 and the README command stays under 57 minutes at
+  # the slowest speed seen. 10 checkpoints kept, so that a continuation (as p14x2/p17) can be
+  # scored as prefixes if 3400 steps look short of its ceiling.
+  [p18_main_bpedrop01]="$BEB7515 --config.data.bpe_dropout=0.1
+    --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
