@@ -390,15 +390,19 @@ class BPEDropoutBatches:
   switch for small corpora (`config.data.bpe_dropout`). Dev and test text keep the
   deterministic segmentation.
 
-  Batch shapes: every epoch is batched into the given `keys` (those of the deterministic
-  segmentation's `BucketedBatches`), so BPE-dropout costs no XLA compile beyond the
-  deterministic run's, except for a pair that fits no key (a new shape). Sampled segmentations
-  are longer (on Multi30k at a 6000-piece vocabulary and p = 0.1: 21.4 / 23.0 pieces per source
-  / target sentence against 15.7 / 16.4, EOS included), so an epoch holds more batches than the
-  deterministic one (358 against 247 there, with 8.6% target padding against 5.5%), and the
-  number varies a little from epoch to epoch. With one side only, the keys fit worse (17.7% target
-  padding there for 'src'). Pairs longer than `max_len` in an epoch's
-  segmentation sit that epoch out.
+  Batch shapes come from a fixed set of keys, so that later epochs bring no new XLA compile
+  except for a pair that fits none of them. With `sides='both'` the keys are the given `keys`
+  (those of the deterministic segmentation's `BucketedBatches`): both sides grow together, so
+  they still fit, and BPE-dropout costs no compile beyond the deterministic run's. With one side,
+  the ratio of source to target lengths changes and those keys would waste positions (17.7%
+  target padding for 'src' on Multi30k), so the keys are epoch 0's own, merged as
+  `BucketedBatches` does (there: 44 shapes, 6.3% target and 9.2% source padding, against 38,
+  5.5% and 10.1% without BPE-dropout). Sampled segmentations are longer (on Multi30k at a
+  6000-piece vocabulary and p = 0.1: 21.4 / 23.0 pieces per source / target sentence against
+  15.7 / 16.4, EOS included), so an epoch may hold more batches than the deterministic one (358
+  against 247 there for 'both', with 8.6% target padding against 5.5%), and the number varies a
+  little from epoch to epoch. Pairs longer than `max_len` in an epoch's segmentation sit that
+  epoch out.
 
   Randomness: the segmentation of epoch e depends only on (`seed`, e, side), the batch order as
   in `BucketedBatches` on (`seed`, e); so a run resumed at step n sees the batches it would have
@@ -406,7 +410,7 @@ class BPEDropoutBatches:
   SentencePiece's sampler seed is process-wide.
 
   Batches, `rows`, `iterate` and `padding_stats` are as in `BucketedBatches`; `num_batches`,
-  `shapes` and `padding_stats` describe epoch 0.
+  `shapes` and `padding_stats` describe epoch 0; `keys` are the fixed keys.
 
   Raises (constructor): ValueError for `bpe_dropout` outside (0, 1), `sides` not 'src', 'tgt'
   or 'both', and everything `BucketedBatches` raises for epoch 0.
@@ -431,6 +435,7 @@ class BPEDropoutBatches:
     self._epochs: dict[int, BucketedBatches] = {}  # the two most recently built
     self._counts: list[int] = []  # num_batches of epochs 0, 1, ... as far as built
     self._first = self._epoch(0)  # kept: rows, padding_stats
+    self.keys = self._bucket_kw["keys"] = self._first.keys
     self.num_batches, self.shapes = self._first.num_batches, self._first.shapes
 
   def _segment(self, side: str, epoch: int) -> list[list[int]]:
@@ -448,7 +453,9 @@ class BPEDropoutBatches:
       if epoch not in self._epochs:
         enc = _append_eos(self._segment("src", epoch), self._segment("tgt", epoch),
                           self.max_len)
-        batches = BucketedBatches(enc, **self._bucket_kw)
+        one_side_first = epoch == 0 and self.sides != "both"  # merges into its own keys
+        batches = BucketedBatches(enc, **{**self._bucket_kw,
+                                          **({"keys": None} if one_side_first else {})})
         self._epochs = {e: b for e, b in self._epochs.items() if e == epoch - 1}
         self._epochs[epoch] = batches
       batches = self._epochs[epoch]

@@ -49,7 +49,9 @@ def row(run: pathlib.Path) -> dict:
   return {
       "name": run.name,
       "model": f"N{m['n_layers']} d{m['d_model']} ff{m['d_ff']} h{m['h']} p{m['p_drop']}",
-      "vocab": d["vocab_size"], "batch_tokens": d["tokens_per_batch"],
+      "vocab": (f"{d['vocab_size']}, BPE-dropout {d['bpe_dropout']} ({d['bpe_dropout_sides']})"
+                if d.get("bpe_dropout") else d["vocab_size"]),
+      "batch_tokens": d["tokens_per_batch"],
       "lr": f"{t['lr_scale']} x Eq.3, warmup {t['warmup_steps']}",
       "step": final.get("step", train[-1]["step"] if train else 0),
       "epoch": train[-1]["epoch"] if train else 0.0,

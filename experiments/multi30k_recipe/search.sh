@@ -239,6 +239,17 @@ declare -A CANDIDATES=(
   # scored as prefixes if 3400 steps look short of its ceiling.
   [p18_main_bpedrop01]="$BEB7515 --config.data.bpe_dropout=0.1
     --config.train.keep_checkpoints=10"
+  # p18 result: val sacreBLEU 26.29 (lc Moses 26.36, BP 0.856), averaged val PPL 12.15 on the
+  # deterministic segmentation (p12: 5.54): -13.9 against 40.20, rejected. 358 batches an epoch
+  # instead of 247, so 9.5 epochs; its translations are fluent but drop and invent content, and
+  # are short. Within the hour BPE-dropout on both sides leaves the model far from converged.
+  # p19 (session 19): BPE-dropout 0.1 on the source side only (data.bpe_dropout_sides='src'):
+  # the encoder sees sampled segmentations, the decoder learns the deterministic target, so the
+  # output distribution is not spread over segmentations and an epoch keeps about its 250
+  # batches (13.6 epochs); the encoder's work grows by about a third (21.5 source pieces per
+  # sentence instead of 15.7). Same rule as p18. Batch keys: epoch 0's own (46 shapes).
+  [p19_main_bpedrop01_src]="$BEB7515 --config.data.bpe_dropout=0.1
+    --config.data.bpe_dropout_sides=src --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
