@@ -5,6 +5,7 @@ The reference for the special ids is SentencePiece itself, loading the written m
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,56 @@ def test_missing_files_are_named(corpus, tmp_path):
     Tokenizer.load(tmp_path / "nope.model")
   with pytest.raises(FileNotFoundError, match="nope.txt"):
     Tokenizer.train([corpus[0], tmp_path / "nope.txt"], tmp_path / "spm.model", 300)
+
+
+# -- BPE-dropout --------------------------------------------------------------------------------
+
+def _lines(corpus) -> list[str]:
+  return [line for f in corpus for line in f.read_text(encoding="utf-8").splitlines()]
+
+
+def test_bpe_dropout_at_zero_is_sentencepiece_bpe(tok, corpus):
+  lines = _lines(corpus)  # 4000 real sentences, both languages
+  assert tok.sample_batch(lines, bpe_dropout=0.0, seed=0) == tok.encode_batch(lines)
+
+
+def test_bpe_dropout_resegments_the_same_text_into_more_pieces(tok, corpus):
+  lines = _lines(corpus)
+  sampled = tok.sample_batch(lines, bpe_dropout=0.1, seed=1)
+  deterministic = tok.encode_batch(lines)
+  assert tok.decode_batch(sampled) == tok.decode_batch(deterministic)
+  n_sampled, n_det = sum(map(len, sampled)), sum(map(len, deterministic))
+  assert 1.05 * n_det < n_sampled < 1.5 * n_det
+  assert sum(a != b for a, b in zip(sampled, deterministic)) > len(lines) // 4
+  assert tok.sample_batch(lines, bpe_dropout=0.1, seed=2) != sampled
+
+
+def test_bpe_dropout_leaves_a_merge_out_for_one_step_only():
+  # Provilkov et al.'s Algorithm 1: a merge left out at one step is offered again at the next.
+  # Merges ab (first) and cd; draws 0.05 (ab left out), 0.5 (cd kept), then 0.5 (ab kept).
+  t = Tokenizer.__new__(Tokenizer)
+  t._merges = {"ab": (-1.0, 10), "cd": (-2.0, 11)}  # pylint: disable=protected-access
+  draws = iter([0.05, 0.5, 0.5])
+  assert t._dropout_merges("abcd", 0.1, lambda: next(draws)) == ["ab", "cd"]
+  draws = iter([0.05, 0.05])  # both left out at the first step: the word is done
+  assert t._dropout_merges("abcd", 0.1, lambda: next(draws)) == ["a", "b", "c", "d"]
+
+
+def test_bpe_dropout_repeats_in_another_process(tok, corpus):
+  lines = _lines(corpus)[:500]
+  code = ("import sys, json; from transformer_jax.tokenizer import Tokenizer;"
+          "lines = open(sys.argv[2], encoding='utf-8').read().splitlines();"
+          "print(json.dumps(Tokenizer.load(sys.argv[1]).sample_batch(lines, bpe_dropout=0.1, "
+          "seed=3)))")
+  root = str(Path(__file__).resolve().parents[1])
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+  path = corpus[0].parent / "first500.txt"
+  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  out = subprocess.run([sys.executable, "-c", code, tok.model_path, str(path)], check=True,
+                       env=env, timeout=120, capture_output=True, text=True).stdout
+  assert json.loads(out) == tok.sample_batch(lines, bpe_dropout=0.1, seed=3)
+
+
+def test_bpe_dropout_outside_zero_one_is_named(tok):
+  with pytest.raises(ValueError, match=r"data\.bpe_dropout"):
+    tok.sample_batch(["a"], bpe_dropout=1.0, seed=0)

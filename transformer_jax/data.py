@@ -218,8 +218,9 @@ class BucketedBatches:
      the same `num_batches` batches with the same shapes.
 
   With `keys` given (the keys of another `BucketedBatches`, to keep its batch shapes), step 1
-  is instead: each pair goes to the cheapest given key that holds its own (S, T), or keeps its
-  own key if no given key does (a new shape).
+  is instead: each pair goes to the cheapest given key that holds its own (S, T); if none does,
+  to the corner key (largest given S, largest given T), one extra shape at most; if even that is
+  too short, it keeps its own key (a new shape).
 
   Rows per batch: B(T) = tokens_per_batch // T, capped at `max_rows` (if > 0), rounded down to
   a multiple of `batch_multiple`, and at least `batch_multiple`.
@@ -235,7 +236,7 @@ class BucketedBatches:
     "tgt_out": [B, T] target ids, EOS included (the labels).
 
   Attributes: `num_batches` (per epoch), `shapes` (sorted distinct (B, S, T)), `keys` (the
-  (S, T) keys kept, in visiting order), `buckets` (key -> indices of the pairs merged into it),
+  (S, T) keys that have batches, in visiting order: one per shape), `buckets` (key -> indices of the pairs merged into it),
   `num_merged`, `num_carried` (pairs per epoch).
 
   Raises (constructor):
@@ -274,14 +275,16 @@ class BucketedBatches:
           self._order.remove(key)
     else:  # step 1 with the keys given: each own key joins the cheapest given key that fits it
       given = sorted({(int(S), int(T)) for S, T in keys}, key=_visit_order)
+      corner = (max(S for S, _ in given), max(T for _, T in given))
       self._order, moved = given, {}
       for key, idx in members.items():
         dest = key if key in given else self._cheapest_larger(key)
-        moved.setdefault(key if dest is None else dest, []).extend(idx)
+        if dest is None:  # fits no given key: the one corner key, or its own if even that is short
+          dest = corner if key[0] <= corner[0] and key[1] <= corner[1] else key
+        moved.setdefault(dest, []).extend(idx)
       members = moved
       self._order = sorted(members, key=_visit_order)
     self.buckets = {k: np.sort(np.asarray(members[k], dtype=np.int64)) for k in self._order}
-    self.keys = list(self._order)
     # A key is either kept whole or emptied, so kept keys still hold all their own pairs.
     self.num_merged = len(self.src) - sum(own_counts.get(k, 0) for k in self._order)
     self._dest = {k: self._cheapest_larger(k) for k in self._order}
@@ -294,6 +297,7 @@ class BucketedBatches:
         self.num_carried += n % b
       self._batches_per_key[key] = n // b if self._dest[key] is not None else -(-n // b)
     self.num_batches = sum(self._batches_per_key.values())
+    self.keys = [k for k in self._order if self._batches_per_key[k]]
     self.shapes = sorted({(self.rows(t), s, t) for s, t in self._order
                           if self._batches_per_key[(s, t)]})
 
@@ -384,30 +388,29 @@ class BucketedBatches:
 
 class BPEDropoutBatches:
   """Training batches whose pairs are re-segmented every epoch with BPE-dropout (Provilkov et
-  al. 2020): epoch e encodes the training text anew, each merge dropped with probability
-  `bpe_dropout`, and batches it as `BucketedBatches` does (same keys, rows, merging, carrying
-  and shuffling). Not in the paper (deterministic BPE, Section 5.1); a subword-regularization
-  switch for small corpora (`config.data.bpe_dropout`). Dev and test text keep the
-  deterministic segmentation.
+  al. 2020, `Tokenizer.sample_batch`): epoch e encodes the training text anew, each applicable
+  merge left out with probability `bpe_dropout` at each step, and batches it as
+  `BucketedBatches` does (rows, carrying, shuffling). Not in the paper (deterministic BPE,
+  Section 5.1); a subword-regularization switch for small corpora (`config.data.bpe_dropout`).
+  Dev and test text keep the deterministic segmentation.
 
-  Batch shapes come from a fixed set of keys, so that later epochs bring no new XLA compile
-  except for a pair that fits none of them. With `sides='both'` the keys are the given `keys`
+  Batch shapes come from a fixed set of keys, so that later epochs bring few new XLA compiles
+  (only for pairs longer than every key). With `sides='both'` the keys are the given `keys`
   (those of the deterministic segmentation's `BucketedBatches`): both sides grow together, so
-  they still fit, and BPE-dropout costs no compile beyond the deterministic run's. With one side,
-  the ratio of source to target lengths changes and those keys would waste positions (17.7%
-  target padding for 'src' on Multi30k), so the keys are epoch 0's own, merged as
-  `BucketedBatches` does (there: 44 shapes, 6.3% target and 9.2% source padding, against 38,
-  5.5% and 10.1% without BPE-dropout). Sampled segmentations are longer (on Multi30k at a
-  6000-piece vocabulary and p = 0.1: 21.4 / 23.0 pieces per source / target sentence against
-  15.7 / 16.4, EOS included), so an epoch may hold more batches than the deterministic one (358
-  against 247 there for 'both', with 8.6% target padding against 5.5%), and the number varies a
+  they still fit. With one side, the ratio of source to target lengths changes and those keys
+  would waste positions, so the keys are epoch 0's own, merged as `BucketedBatches` does.
+  Measured on Multi30k train at a 6000-piece vocabulary, p = 0.1, 2048-token batches (no
+  BPE-dropout: 15.7 / 16.4 pieces per source / target sentence, EOS included, 247 batches, 38
+  shapes, 5.5% target and 10.1% source padding): 'both' 18.8 / 19.6 pieces, 300 batches, 39
+  shapes in epoch 0 and 3 more over the next 7, 7.0% / 9.5% padding; 'src' 18.8 / 16.4 pieces,
+  248 batches, 42 shapes and none more, 5.9% / 9.2% padding. The number of batches varies a
   little from epoch to epoch. Pairs longer than `max_len` in an epoch's segmentation sit that
   epoch out.
 
   Randomness: the segmentation of epoch e depends only on (`seed`, e, side), the batch order as
-  in `BucketedBatches` on (`seed`, e); so a run resumed at step n sees the batches it would have
-  seen without the interruption. Epochs are built one at a time under a lock, since
-  SentencePiece's sampler seed is process-wide.
+  in `BucketedBatches` on (`seed`, e); so a run resumed at step n, in a new process or on
+  several hosts, sees the batches it would have seen without the interruption. Epochs are built
+  one at a time, under a lock (the input thread and the logging both ask for them).
 
   Batches, `rows`, `iterate` and `padding_stats` are as in `BucketedBatches`; `num_batches`,
   `shapes` and `padding_stats` describe epoch 0; `keys` are the fixed keys.

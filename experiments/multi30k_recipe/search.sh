@@ -243,13 +243,17 @@ declare -A CANDIDATES=(
   # deterministic segmentation (p12: 5.54): -13.9 against 40.20, rejected. 358 batches an epoch
   # instead of 247, so 9.5 epochs; its translations are fluent but drop and invent content, and
   # are short. Within the hour BPE-dropout on both sides leaves the model far from converged.
-  # p19 (session 19): BPE-dropout 0.1 on the source side only (data.bpe_dropout_sides='src'):
-  # the encoder sees sampled segmentations, the decoder learns the deterministic target, so the
-  # output distribution is not spread over segmentations and an epoch keeps about its 250
-  # batches (13.6 epochs); the encoder's work grows by about a third (21.5 source pieces per
-  # sentence instead of 15.7). Same rule as p18. Batch keys: epoch 0's own (46 shapes).
-  [p19_main_bpedrop01_src]="$BEB7515 --config.data.bpe_dropout=0.1
-    --config.data.bpe_dropout_sides=src --config.train.keep_checkpoints=10"
+  # p18 ran SentencePiece's own sampler (encode(enable_sampling=True, alpha=0.1)), which is not
+  # the paper's algorithm: it drops a skipped merge for good (src/bpe_model.cc), where
+  # Provilkov et al.'s Algorithm 1 leaves it out for one step; on Multi30k train that made
+  # sentences 39% longer instead of 21%. (Nor can its sampler be seeded across processes.)
+  # p19 (SentencePiece's sampler on the source side only) was stopped at step 50, 3 minutes in,
+  # when the switch moved to the paper's algorithm (Tokenizer.sample_batch); not run.
+  # p20 (session 19): the paper's BPE-dropout, p = 0.1 on both sides, otherwise as p18: 3400
+  # steps of 2048-token batches (300 batches an epoch instead of 247: about 11.3 epochs). Same
+  # rule as p18.
+  [p20_main_bpedrop01_paper]="$BEB7515 --config.data.bpe_dropout=0.1
+    --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
