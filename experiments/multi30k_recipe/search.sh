@@ -254,6 +254,13 @@ declare -A CANDIDATES=(
   # rule as p18.
   [p20_main_bpedrop01_paper]="$BEB7515 --config.data.bpe_dropout=0.1
     --config.train.keep_checkpoints=10"
+  # p21 (session 19, declared while p20 ran, before its result): the paper's BPE-dropout 0.1 on
+  # the source side only: the encoder sees re-segmented input (18.8 pieces per sentence instead
+  # of 15.7), the decoder learns the deterministic target, so an epoch keeps about its batches
+  # (248: 13.7 epochs in 3400 steps) and the output distribution is not spread over
+  # segmentations; the encoder's work grows by about a fifth. Same rule as p18.
+  [p21_main_bpedrop01_src]="$BEB7515 --config.data.bpe_dropout=0.1
+    --config.data.bpe_dropout_sides=src --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
