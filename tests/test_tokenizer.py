@@ -106,14 +106,19 @@ def _train_sampled(corpus, path, seed) -> str:
   return Path(t.model_path).with_suffix(".vocab").read_text(encoding="utf-8")
 
 
+def _in_another_process(code: str, *args) -> str:
+  """stdout of `python -c code *args` in a new process that imports this checkout."""
+  root = str(Path(__file__).resolve().parents[1])
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+  return subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True, env=env,
+                        timeout=120, capture_output=True, text=True).stdout
+
+
 def test_sampled_training_depends_only_on_the_seed(corpus, tmp_path):
   # Another process too: SentencePiece's own sampling repeats within a process but not across.
   code = ("import sys; from pathlib import Path; from transformer_jax.tokenizer import Tokenizer;"
           "Tokenizer.train(sys.argv[1:3], sys.argv[3], 300, max_sentences=500, seed=7)")
-  root = str(Path(__file__).resolve().parents[1])
-  env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-  subprocess.run([sys.executable, "-c", code, *map(str, corpus), str(tmp_path / "p.model")],
-                 check=True, env=env, timeout=60)
+  _in_another_process(code, *corpus, tmp_path / "p.model")
   here = _train_sampled(corpus, tmp_path / "s7.model", 7)
   assert (tmp_path / "p.vocab").read_text(encoding="utf-8") == here
   assert _train_sampled(corpus, tmp_path / "s8.model", 8) != here
@@ -193,12 +198,9 @@ def test_bpe_dropout_repeats_in_another_process(tok, corpus):
           "lines = open(sys.argv[2], encoding='utf-8').read().splitlines();"
           "print(json.dumps(Tokenizer.load(sys.argv[1]).sample_batch(lines, bpe_dropout=0.1, "
           "seed=3)))")
-  root = str(Path(__file__).resolve().parents[1])
-  env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
   path = corpus[0].parent / "first500.txt"
   path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-  out = subprocess.run([sys.executable, "-c", code, tok.model_path, str(path)], check=True,
-                       env=env, timeout=120, capture_output=True, text=True).stdout
+  out = _in_another_process(code, tok.model_path, path)
   assert json.loads(out) == tok.sample_batch(lines, bpe_dropout=0.1, seed=3)
 
 
