@@ -321,11 +321,12 @@ def _pairs(batch) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
 def test_bpe_dropout_resegments_the_same_text_each_epoch(bped):
   text, tok, det = bped
   bb = _bped(bped)
-  two_epochs = [p for b in itertools.islice(bb.iterate(), bb.batches_in_epoch(0) + bb.batches_in_epoch(1))
-                for p in _pairs(b)]
+  n = bb.batches_in_epoch(0) + bb.batches_in_epoch(1)
+  two_epochs = [p for b in itertools.islice(bb.iterate(), n) for p in _pairs(b)]
   first, second = two_epochs[:N_BPED], two_epochs[N_BPED:]
   assert len(first) == len(second) == N_BPED
-  deterministic = {(tuple(tok.encode(s)), tuple(tok.encode(t))) for s, t in zip(text.src, text.tgt)}
+  deterministic = {(tuple(tok.encode(s)), tuple(tok.encode(t)))
+                   for s, t in zip(text.src, text.tgt)}
   for pairs in (first, second):
     # Every pair decodes to a sentence pair of the corpus, each exactly once per epoch...
     decoded = sorted((tok.decode(list(s)), tok.decode(list(t))) for s, t in pairs)
@@ -360,7 +361,8 @@ def test_bpe_dropout_keeps_the_batch_shapes_and_resumes_exactly(bped, sides):
     for a, b in zip(full[start:], resumed):
       assert all(np.array_equal(a[k], b[k]) for k in ("src", "tgt_in", "tgt_out"))
   assert bb.epoch_at(bb.batches_in_epoch(0)) == 1.0
-  assert bb.epoch_at(bb.batches_in_epoch(0) + bb.batches_in_epoch(1) // 2) == pytest.approx(1.5, abs=0.01)
+  halfway = bb.batches_in_epoch(0) + bb.batches_in_epoch(1) // 2
+  assert bb.epoch_at(halfway) == pytest.approx(1.5, abs=0.01)
   other_seed = _bped(bped, sides=sides, seed=1)
   assert [_pairs(b) for b in itertools.islice(other_seed.iterate(), 3)] != [
       _pairs(b) for b in full[:3]]
@@ -377,7 +379,8 @@ def test_bpe_dropout_on_one_side_leaves_the_other_deterministic(bped):
   stats = bb.padding_stats()
   assert stats["bpe_dropout_sides"] == "src"
   assert stats["src_mean_len"] > np.mean([len(tok.encode(s)) + 1 for s in text.src])
-  assert stats["tgt_mean_len"] == pytest.approx(np.mean([len(tok.encode(t)) + 1 for t in text.tgt]))
+  tgt_mean_len = np.mean([len(tok.encode(t)) + 1 for t in text.tgt])
+  assert stats["tgt_mean_len"] == pytest.approx(tgt_mean_len)
 
 
 def test_bpe_dropout_refuses_bad_arguments(bped):

@@ -236,8 +236,8 @@ class BucketedBatches:
     "tgt_out": [B, T] target ids, EOS included (the labels).
 
   Attributes: `num_batches` (per epoch), `shapes` (sorted distinct (B, S, T)), `keys` (the
-  (S, T) keys that have batches, in visiting order: one per shape), `buckets` (key -> indices of the pairs merged into it),
-  `num_merged`, `num_carried` (pairs per epoch).
+  (S, T) keys that have batches, in visiting order: one per shape), `buckets` (key -> indices
+  of the pairs merged into it), `num_merged`, `num_carried` (pairs per epoch).
 
   Raises (constructor):
     ValueError: no pairs; bad `boundaries` or a pair longer than the largest boundary (both
@@ -298,8 +298,7 @@ class BucketedBatches:
       self._batches_per_key[key] = n // b if self._dest[key] is not None else -(-n // b)
     self.num_batches = sum(self._batches_per_key.values())
     self.keys = [k for k in self._order if self._batches_per_key[k]]
-    self.shapes = sorted({(self.rows(t), s, t) for s, t in self._order
-                          if self._batches_per_key[(s, t)]})
+    self.shapes = sorted({(self.rows(t), s, t) for s, t in self.keys})
 
   def rows(self, T: int) -> int:
     """B, the rows per batch for target bucket length T."""
@@ -342,10 +341,12 @@ class BucketedBatches:
     tgt_in = np.where(tgt_out != PAD_ID, shifted, PAD_ID).astype(np.int32)  # [B, T]
     return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
 
-  def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
-    """Yields the `num_batches` batches of epoch `epoch` (>= 0), in order."""
-    for key, idx in self._plan(epoch):
-      yield self._batch(key, idx)
+  def epoch(self, epoch: int, start: int = 0, rows: Callable[[int], np.ndarray] | None = None
+            ) -> Iterator[dict[str, np.ndarray]]:
+    """Yields the batches of epoch `epoch` (>= 0) in order, from its batch `start` on; `rows`
+    as in `iterate`."""
+    for key, idx in self._plan(epoch)[start:]:
+      yield self._batch(key, idx if rows is None else idx[rows(len(idx))])
 
   def iterate(self, start_step: int = 0, rows: Callable[[int], np.ndarray] | None = None
               ) -> Iterator[dict[str, np.ndarray]]:
@@ -362,9 +363,12 @@ class BucketedBatches:
     """
     epoch, index = divmod(start_step, self.num_batches)
     while True:
-      for key, idx in self._plan(epoch)[index:]:
-        yield self._batch(key, idx if rows is None else idx[rows(len(idx))])
+      yield from self.epoch(epoch, index, rows)
       epoch, index = epoch + 1, 0
+
+  def epoch_at(self, step: int) -> float:
+    """Epochs done after `step` batches (`step / num_batches`)."""
+    return step / self.num_batches
 
   def padding_stats(self) -> dict:
     """Padding in one epoch's batches (the same for every epoch), all-PAD rows included.
@@ -379,11 +383,6 @@ class BucketedBatches:
             "num_shapes": len(self.shapes), "num_batches": self.num_batches,
             "num_examples": len(self.src), "num_merged": self.num_merged,
             "num_carried": self.num_carried}
-
-
-  def epoch_at(self, step: int) -> float:
-    """Epochs done after `step` batches (`step / num_batches`)."""
-    return step / self.num_batches
 
 
 class BPEDropoutBatches:
@@ -496,9 +495,7 @@ class BPEDropoutBatches:
     `BucketedBatches.iterate`, with each epoch's own segmentation and batch count."""
     epoch, index = self._locate(start_step)
     while True:
-      batches = self._epoch(epoch)
-      for key, idx in batches._plan(epoch)[index:]:  # pylint: disable=protected-access
-        yield batches._batch(key, idx if rows is None else idx[rows(len(idx))])  # pylint: disable=protected-access
+      yield from self._epoch(epoch).epoch(epoch, index, rows)
       epoch, index = epoch + 1, 0
 
   def padding_stats(self) -> dict:
