@@ -268,6 +268,15 @@ declare -A CANDIDATES=(
   # p21 result: val sacreBLEU 38.09 (lc Moses 38.22, BP 0.903; alpha 1.4: 38.66), averaged val
   # PPL 5.77 (p12: 5.54 / 5.50): -2.11 against 40.20, rejected; its val PPL trailed p12's at
   # every evaluation (9.78 against 8.90 at step 1500).
+  # p22 (session 20): lr_scale 0.5 at beb7515's recipe (peak 0.5 x 256^-0.5 x 800^-0.5 = 1.1e-3
+  # instead of 1.55e-3; the whole Eq. 3 curve scaled by 5/7). The one direction of the rate
+  # not yet tried: raising it to 1.0 was worse at every evaluation from step 1500 (p7 against
+  # the baseline, val PPL 7.72 against 6.72, P_drop 0.3; p5 at P_drop 0.2), so the optimum may
+  # lie below 0.7. Same step count and time as the default. Rule fixed before it runs, as for
+  # p15/p16/p18: more than +0.3 over 40.20 (val sacreBLEU, beam 4, alpha 1.0, average of 5)
+  # earns a second seed; the default only if its two seeds' mean beats 40.20. 10 checkpoints
+  # kept, to score wider averages if its curve is still falling at the end.
+  [p22_main_lr05]="$BEB7515 --config.train.lr_scale=0.5 --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
