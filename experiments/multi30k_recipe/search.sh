@@ -277,6 +277,16 @@ declare -A CANDIDATES=(
   # earns a second seed; the default only if its two seeds' mean beats 40.20. 10 checkpoints
   # kept, to score wider averages if its curve is still falling at the end.
   [p22_main_lr05]="$BEB7515 --config.train.lr_scale=0.5 --config.train.keep_checkpoints=10"
+  # p22 result: val sacreBLEU 38.98 (lc Moses 39.12, BP 0.935), averaged val PPL 5.77 (p12:
+  # 5.54 / 5.50): -1.22 against 40.20, rejected. Its val PPL trailed p12's at every evaluation,
+  # by less as it went (50.9 against 44.5 / 44.1 at step 500, 6.83 against 6.69 / 6.57 at 2500).
+  # With p7 (1.0 worse than 0.7), the rate's scale is at its best near 0.7.
+  # p23 (session 20, declared after p22's result): warmup 400 at beb7515's recipe. Eq. 3 after
+  # warmup is lr_scale x d_model^-0.5 x step^-0.5 whatever the warmup, so this keeps the
+  # default's rate from step 800 on and changes only the first 800 steps: the peak is 2.2e-3 at
+  # step 400 instead of 1.55e-3 at 800. p22 learned slower early and ended lower; this asks the
+  # opposite: whether a faster start leaves a better model at step 3400. Same rule as p22.
+  [p23_main_warmup400]="$BEB7515 --config.train.warmup_steps=400 --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
