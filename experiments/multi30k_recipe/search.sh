@@ -287,6 +287,12 @@ declare -A CANDIDATES=(
   # step 400 instead of 1.55e-3 at 800. p22 learned slower early and ended lower; this asks the
   # opposite: whether a faster start leaves a better model at step 3400. Same rule as p22.
   [p23_main_warmup400]="$BEB7515 --config.train.warmup_steps=400 --config.train.keep_checkpoints=10"
+  # p23 result: val sacreBLEU 38.29 (lc Moses 38.40, BP 0.943; alpha 1.4: 38.68), averaged val
+  # PPL 6.03 (p12: 5.54 / 5.50): -1.91 against 40.20, rejected. It led p12 up to step 1000
+  # (val PPL 35.4 against 44.5 / 44.1 at step 500) and trailed from step 1250 on (9.75 against
+  # 8.90 / 8.76 at 1500, 6.49 against 6.00 / 5.95 at 3400, last checkpoints): the higher early
+  # peak leaves a worse model, as p5's did. Eq. 3 at lr_scale 0.7, warmup 800 is the best of
+  # the rates tried on both of its knobs.
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
