@@ -431,13 +431,15 @@ class BPEDropoutBatches:
     self.text, self.tokenizer = text, tokenizer
     self.bpe_dropout, self.sides, self.max_len, self.seed = bpe_dropout, sides, max_len, seed
     self._bucket_kw = dict(tokens_per_batch=tokens_per_batch, boundaries=boundaries, seed=seed,
-                           batch_multiple=batch_multiple, keys=list(keys))
+                           batch_multiple=batch_multiple)
     self._lock = threading.Lock()
     self._fixed = {}  # side -> deterministic ids, for a side without dropout
-    self._epochs: dict[int, BucketedBatches] = {}  # the two most recently built
-    self._counts: list[int] = []  # num_batches of epochs 0, 1, ... as far as built
-    self._first = self._epoch(0)  # kept: rows, padding_stats
-    self.keys = self._bucket_kw["keys"] = self._first.keys
+    self._epochs: dict[int, BucketedBatches] = {}  # the two most recently built after epoch 0
+    # Epoch 0 is kept (rows, padding_stats) and fixes every later epoch's keys: the given ones
+    # ('both') or, with one side, its own.
+    self._first = self._build(0, list(keys) if sides == "both" else None)
+    self._counts: list[int] = [self._first.num_batches]  # of epochs 0, 1, ... as far as built
+    self.keys = self._first.keys
     self.num_batches, self.shapes = self._first.num_batches, self._first.shapes
 
   def _segment(self, side: str, epoch: int) -> list[list[int]]:
@@ -449,15 +451,18 @@ class BPEDropoutBatches:
     seed = int(np.random.default_rng((self.seed, epoch, self.SIDES.index(side))).integers(2**31))
     return self.tokenizer.sample_batch(lines, bpe_dropout=self.bpe_dropout, seed=seed)
 
+  def _build(self, epoch: int, keys: Sequence[Key] | None) -> BucketedBatches:
+    enc = _append_eos(self._segment("src", epoch), self._segment("tgt", epoch), self.max_len)
+    return BucketedBatches(enc, keys=keys, **self._bucket_kw)
+
   def _epoch(self, epoch: int) -> BucketedBatches:
-    """Epoch `epoch`'s segmentation, batched (built on first use; the last two are kept)."""
+    """Epoch `epoch`'s segmentation, batched (built on first use; epoch 0 and the last two are
+    kept)."""
+    if epoch == 0:
+      return self._first
     with self._lock:
       if epoch not in self._epochs:
-        enc = _append_eos(self._segment("src", epoch), self._segment("tgt", epoch),
-                          self.max_len)
-        one_side_first = epoch == 0 and self.sides != "both"  # merges into its own keys
-        batches = BucketedBatches(enc, **{**self._bucket_kw,
-                                          **({"keys": None} if one_side_first else {})})
+        batches = self._build(epoch, self.keys)
         self._epochs = {e: b for e, b in self._epochs.items() if e == epoch - 1}
         self._epochs[epoch] = batches
       batches = self._epochs[epoch]
