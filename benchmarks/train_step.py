@@ -19,7 +19,8 @@ paper = the base model (vocab 37000) on the paper's batch of about 25000 target 
 al. 2021's Transformer-Tiny) = vocab 10000, d_model 128, h 4, N 4+4, d_ff 256, batch 32 x 64;
 small6k (issue 16's recipe search, p12; the main job's since beb7515) = small with vocab 6000;
 small4k (p13) = small with vocab 4000; small6k_1024 and small6k_512 (p14, p15) = small6k with
-batches of 16 x 64 and 8 x 64 (1024 and 512 target tokens). A size may be repeated
+batches of 16 x 64 and 8 x 64 (1024 and 512 target tokens); small6k_n2 and small6k_ff512 (p24's
+cheaper step) = small6k with N 2+2 and with d_ff 512. A size may be repeated
 (--sizes=small,small6k,small,small6k) to alternate two sizes against drifts of the machine.
 """
 
@@ -51,6 +52,8 @@ SIZES = {
     "small4k": dict(_SMALL, vocab=4000),
     "small6k_1024": dict(_SMALL, vocab=6000, batch=16),
     "small6k_512": dict(_SMALL, vocab=6000, batch=8),
+    "small6k_n2": dict(_SMALL, vocab=6000, n_layers=2),
+    "small6k_ff512": dict(_SMALL, vocab=6000, d_ff=512),
 }
 
 

@@ -293,6 +293,21 @@ declare -A CANDIDATES=(
   # 8.90 / 8.76 at 1500, 6.49 against 6.00 / 5.95 at 3400, last checkpoints): the higher early
   # peak leaves a worse model, as p5's did. Eq. 3 at lr_scale 0.7, warmup 800 is the best of
   # the rates tried on both of its knobs.
+  # p24 and p25 (session 21): a cheaper step, spent on more steps. p14x2 and p17 say the recipe
+  # is compute-limited only with more regularisation; the one lever left within the hour is a
+  # model whose step costs less. N 2+2 instead of 3+3 (d_model 256, d_ff 1024, h 4 kept): its
+  # fixed-shape step is 0.72x the default's (benchmarks/train_step.py, small6k_n2 against
+  # small6k alternated, 540-547 ms against 724-767 ms on this VM), so 4700 steps (19.1
+  # epochs) take the default's 3400 steps' time; warmup 800 and lr_scale 0.7 kept (Eq. 3 does
+  # not depend on N). p24 keeps P_drop 0.1; p25 is p24 with P_drop 0.2 (p17's lever: 0.2 beat
+  # 0.1 only with about 1.5x the compute, and p24/p25 get 1.39x). Rule for each, fixed before
+  # either ran: more than +0.3 over 40.20 (val sacreBLEU, beam 4, alpha 1.0, average of 5)
+  # earns a second seed; the default changes only if its two seeds' mean beats 40.20 and the
+  # README command then fits 57 minutes at the slowest speed seen. 10 checkpoints kept.
+  [p24_main_n2]="$BEB7515 --config.model.n_layers=2 --config.train.steps=4700
+    --config.train.keep_checkpoints=10"
+  [p25_main_n2_drop02]="$BEB7515 --config.model.n_layers=2 --config.model.p_drop=0.2
+    --config.train.steps=4700 --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
