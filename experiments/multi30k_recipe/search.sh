@@ -314,6 +314,9 @@ declare -A CANDIDATES=(
   # 2500 and then flattens near 6.0-6.1 from step 4000 (p12's last checkpoints 6.00 / 5.95 at
   # 3400): the shallower model overfits sooner at P_drop 0.1. Loop 2,416 s (3,807 target
   # tokens/s), the default's time.
+  # p25's second seed (train.seed 1, the same batches), run only if p25 passes the rule above.
+  [p25_main_n2_drop02_seed1]="$BEB7515 --config.model.n_layers=2 --config.model.p_drop=0.2
+    --config.train.steps=4700 --config.train.keep_checkpoints=10 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
