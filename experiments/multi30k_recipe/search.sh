@@ -317,6 +317,20 @@ declare -A CANDIDATES=(
   # p25's second seed (train.seed 1, the same batches), run only if p25 passes the rule above.
   [p25_main_n2_drop02_seed1]="$BEB7515 --config.model.n_layers=2 --config.model.p_drop=0.2
     --config.train.steps=4700 --config.train.keep_checkpoints=10 --config.train.seed=1"
+  # p25 result: val sacreBLEU 39.76 (lc Moses 39.84, BP 0.932; alpha 1.4: 40.06), averaged val
+  # PPL 5.14, the lowest of any run within the hour (p12: 5.54 / 5.50; p24: 5.73): -0.44
+  # against 40.20, rejected, so its second seed does not run. Its val PPL passed p12's from
+  # step 2750 on (6.24 against 6.36 / 6.34; 5.80 against 6.04 / 6.04 at 3250) and still fell
+  # at the end, but its output is shorter (BP 0.932 against 0.944 / 0.942): the better fit
+  # does not reach the 1-best translations. Loop 2,382 s.
+  # p26 (session 21, declared after p24's and p25's results): depth at the default's cost.
+  # p24 says N 3 -> 2 costs BLEU at P_drop 0.1; p26 asks whether one more layer pays when the
+  # FFN is narrowed to keep the step's FLOPs: N 4+4 with d_ff 512 (6.78M matmul MACs per
+  # source+target token pair against the default's 7.04M, by train_step.py's model_flops
+  # formula), 3400 steps, P_drop 0.1, the rest beb7515's. Same rule as p24; its loop time
+  # is recorded against p12's.
+  [p26_main_n4_ff512]="$BEB7515 --config.model.n_layers=4 --config.model.d_ff=512
+    --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
