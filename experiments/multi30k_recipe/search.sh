@@ -297,7 +297,7 @@ declare -A CANDIDATES=(
   # is compute-limited only with more regularisation; the one lever left within the hour is a
   # model whose step costs less. N 2+2 instead of 3+3 (d_model 256, d_ff 1024, h 4 kept): its
   # fixed-shape step is 0.72x the default's (benchmarks/train_step.py, small6k_n2 against
-  # small6k alternated, 540-547 ms against 724-767 ms on this VM), so 4700 steps (19.1
+  # small6k alternated, 540-547 ms against 724-767 ms on this VM), so 4700 steps (19.0
   # epochs) take the default's 3400 steps' time; warmup 800 and lr_scale 0.7 kept (Eq. 3 does
   # not depend on N). p24 keeps P_drop 0.1; p25 is p24 with P_drop 0.2 (p17's lever: 0.2 beat
   # 0.1 only with about 1.5x the compute, and p24/p25 get 1.39x). Rule for each, fixed before
@@ -331,6 +331,11 @@ declare -A CANDIDATES=(
   # is recorded against p12's.
   [p26_main_n4_ff512]="$BEB7515 --config.model.n_layers=4 --config.model.d_ff=512
     --config.train.keep_checkpoints=10"
+  # p26 result: val sacreBLEU 38.33 (lc Moses 38.39, BP 0.933), averaged val PPL 6.45: -1.87
+  # against 40.20, rejected. The deeper, narrower model learns slower at Eq. 3's rate and never
+  # catches up (val PPL 66.8 against 44.5 / 44.1 at step 500, 12.5 against 8.90 / 8.76 at 1500,
+  # 6.96 against 6.00 / 5.95 at 3400, last checkpoints). Loop 2,914 s, not a speed figure: a
+  # fresh-clone .ci/run shared the cores for about 13 of its minutes.
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
