@@ -337,6 +337,14 @@ declare -A CANDIDATES=(
   # catches up (val PPL 66.8 against 44.5 / 44.1 at step 500, 12.5 against 8.90 / 8.76 at 1500,
   # 6.96 against 6.00 / 5.95 at 3400, last checkpoints). Loop 2,914 s, not a speed figure: a
   # fresh-clone .ci/run shared the cores for about 13 of its minutes.
+  # p27 (session 22, declared after p26's result): the other side of p26, shallower and wider
+  # at the default's cost. N 2+2 with d_ff 2048 (7.30M matmul MACs per source+target token
+  # pair against the default's 7.04M by the same formula, 1.04x; two layers' attention scores
+  # instead of three), 3400 steps, P_drop 0.1, the rest beb7515's, 10 checkpoints kept. Same
+  # rule as p24 (more than +0.3 over 40.20 earns a second seed); its loop time is recorded
+  # against p12's.
+  [p27_main_n2_ff2048]="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
+    --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
