@@ -345,6 +345,9 @@ declare -A CANDIDATES=(
   # against p12's.
   [p27_main_n2_ff2048]="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
     --config.train.keep_checkpoints=10"
+  # p27's second seed (train.seed 1, the same batches), run only if p27 passes the rule above.
+  [p27_main_n2_ff2048_seed1]="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
+    --config.train.keep_checkpoints=10 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
