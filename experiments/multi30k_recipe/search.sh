@@ -348,6 +348,15 @@ declare -A CANDIDATES=(
   # p27's second seed (train.seed 1, the same batches), run only if p27 passes the rule above.
   [p27_main_n2_ff2048_seed1]="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
     --config.train.keep_checkpoints=10 --config.train.seed=1"
+  # p27 result: val sacreBLEU 38.91 (lc Moses 39.07, BP 0.949), averaged val PPL 5.59 (p12:
+  # 5.54 / 5.50): -1.29 against 40.20, rejected, so its second seed does not run. Like p24 it
+  # learns faster per step at first (val PPL 33.1 against 44.5 / 44.1 at step 500, 7.76
+  # against 8.90 / 8.76 at 1500), then flattens from step 2750 (6.24, 6.22, 6.01, 6.04 at
+  # 3400 against p12's 6.00 / 5.95) while its train loss keeps falling. Loop 2,395 s.
+  # p28 (session 22, declared after p27's result): P_drop 0.15 at beb7515's recipe, between
+  # the default's 0.1 (val 40.20, two seeds) and 0.2 (p17's average of 5 at step 3400: 39.06,
+  # one seed), 3400 steps, 10 checkpoints kept. Same rule as p24.
+  [p28_main_drop015]="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
