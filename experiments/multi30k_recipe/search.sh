@@ -28,6 +28,9 @@ BEB7515="--config.model.p_drop=0.1 --config.decode.alpha=1.0 --config.train.eps_
 # time at N 2+2's 0.72x step), 10 checkpoints kept.
 N2_4700="$BEB7515 --config.model.n_layers=2 --config.train.steps=4700
   --config.train.keep_checkpoints=10"
+# p27 and its second seed: N 2+2 with d_ff 2048 at beb7515's recipe, 10 checkpoints kept.
+N2_FF2048="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
+  --config.train.keep_checkpoints=10"
 
 declare -A CANDIDATES=(
   # Tiny as Wu et al. train it: ~10k shared BPE; 4096-token batches, warmup 1000, peak lr
@@ -343,11 +346,9 @@ declare -A CANDIDATES=(
   # instead of three), 3400 steps, P_drop 0.1, the rest beb7515's, 10 checkpoints kept. Same
   # rule as p24 (more than +0.3 over 40.20 earns a second seed); its loop time is recorded
   # against p12's.
-  [p27_main_n2_ff2048]="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
-    --config.train.keep_checkpoints=10"
+  [p27_main_n2_ff2048]="$N2_FF2048"
   # p27's second seed (train.seed 1, the same batches), run only if p27 passes the rule above.
-  [p27_main_n2_ff2048_seed1]="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
-    --config.train.keep_checkpoints=10 --config.train.seed=1"
+  [p27_main_n2_ff2048_seed1]="$N2_FF2048 --config.train.seed=1"
   # p27 result: val sacreBLEU 38.91 (lc Moses 39.07, BP 0.949), averaged val PPL 5.59 (p12:
   # 5.54 / 5.50): -1.29 against 40.20, rejected, so its second seed does not run. Like p24 it
   # learns faster per step at first (val PPL 33.1 against 44.5 / 44.1 at step 500, 7.76
