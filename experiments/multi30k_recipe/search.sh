@@ -358,6 +358,14 @@ declare -A CANDIDATES=(
   # the default's 0.1 (val 40.20, two seeds) and 0.2 (p17's average of 5 at step 3400: 39.06,
   # one seed), 3400 steps, 10 checkpoints kept. Same rule as p24.
   [p28_main_drop015]="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10"
+  # p28's second seed, run only if p28 passes p24's rule.
+  [p28_main_drop015_seed1]="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10
+    --config.train.seed=1"
+  # p29 (session 22, declared before p28's result; runs after p28 unless p28 earns its second
+  # seed): eps_ls 0.3 at beb7515's recipe. eps_ls 0.1 -> 0.2 gained 0.10 over two seeds each
+  # (p9 / p11); 0.3 asks whether more smoothing goes on paying. 3400 steps, 10 checkpoints
+  # kept, same rule as p24.
+  [p29_main_ls03]="$BEB7515 --config.train.eps_ls=0.3 --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
