@@ -31,6 +31,8 @@ N2_4700="$BEB7515 --config.model.n_layers=2 --config.train.steps=4700
 # p27 and its second seed: N 2+2 with d_ff 2048 at beb7515's recipe, 10 checkpoints kept.
 N2_FF2048="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
   --config.train.keep_checkpoints=10"
+# p28 and its second seed: P_drop 0.15 at beb7515's recipe, 10 checkpoints kept.
+DROP015="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10"
 
 declare -A CANDIDATES=(
   # Tiny as Wu et al. train it: ~10k shared BPE; 4096-token batches, warmup 1000, peak lr
@@ -357,15 +359,14 @@ declare -A CANDIDATES=(
   # p28 (session 22, declared after p27's result): P_drop 0.15 at beb7515's recipe, between
   # the default's 0.1 (val 40.20, two seeds) and 0.2 (p17's average of 5 at step 3400: 39.06,
   # one seed), 3400 steps, 10 checkpoints kept. Same rule as p24.
-  [p28_main_drop015]="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10"
+  [p28_main_drop015]="$DROP015"
   # p28 result: val sacreBLEU 39.42 (lc Moses 39.52, BP 0.940), averaged val PPL 5.56 (p12:
   # 5.54 / 5.50): -0.78 against 40.20, rejected, so its second seed does not run. Slower than
   # P_drop 0.1 to step 2000 (val PPL 49.0 against 44.5 / 44.1 at step 500, 9.58 against 8.90 /
   # 8.76 at 1500), level from 2500 and a little lower at the end (5.91 against 6.00 / 5.95 at
   # 3400), with shorter output. Loop 2,352 s.
   # p28's second seed, run only if p28 passes p24's rule.
-  [p28_main_drop015_seed1]="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10
-    --config.train.seed=1"
+  [p28_main_drop015_seed1]="$DROP015 --config.train.seed=1"
   # p29 (session 22, declared before p28's result; runs after p28 unless p28 earns its second
   # seed): eps_ls 0.3 at beb7515's recipe. eps_ls 0.1 -> 0.2 gained 0.10 over two seeds each
   # (p9 / p11); 0.3 asks whether more smoothing goes on paying. 3400 steps, 10 checkpoints
