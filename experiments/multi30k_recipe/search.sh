@@ -33,6 +33,8 @@ N2_FF2048="$BEB7515 --config.model.n_layers=2 --config.model.d_ff=2048
   --config.train.keep_checkpoints=10"
 # p28 and its second seed: P_drop 0.15 at beb7515's recipe, 10 checkpoints kept.
 DROP015="$BEB7515 --config.model.p_drop=0.15 --config.train.keep_checkpoints=10"
+# p30 and its second seed: attention-weight dropout 0.1 at beb7515's recipe, 10 kept.
+ATTDROP01="$BEB7515 --config.model.p_drop_attn=0.1 --config.train.keep_checkpoints=10"
 
 declare -A CANDIDATES=(
   # Tiny as Wu et al. train it: ~10k shared BPE; 4096-token batches, warmup 1000, peak lr
@@ -375,6 +377,16 @@ declare -A CANDIDATES=(
   # p29 result: val sacreBLEU 40.17 (lc Moses 40.31, BP 0.948), averaged val PPL 6.03 (not
   # comparable: more smoothing raises the NLL): -0.03 against 40.20, inside the default's seed
   # spread (40.43 / 39.96) and not more than +0.3: rejected, no second seed. Loop 2,387 s.
+  # p30 (session 23, declared after p29's result): dropout on the attention weights, 0.1, at
+  # beb7515's recipe (model.p_drop_attn; not in the paper, which drops only sub-layer outputs
+  # and embedding sums; tensor2tensor's later base configs and fairseq offer it). No axis of
+  # residual dropout or smoothing beat the default by more than 0.3; p30 asks whether
+  # regularising the attention distributions does, at 3400 steps. The CPU path is einsum with or
+  # without it; the extra masks' cost is read from the loop time against p12's. Same rule as
+  # p24 (more than +0.3 over 40.20 earns a second seed), 10 checkpoints kept.
+  [p30_main_attdrop01]="$ATTDROP01"
+  # p30's second seed, run only if p30 passes p24's rule.
+  [p30_main_attdrop01_seed1]="$ATTDROP01 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
