@@ -387,6 +387,21 @@ declare -A CANDIDATES=(
   [p30_main_attdrop01]="$ATTDROP01"
   # p30's second seed, run only if p30 passes p24's rule.
   [p30_main_attdrop01_seed1]="$ATTDROP01 --config.train.seed=1"
+  # p30 result: val sacreBLEU 40.32 (lc Moses 40.41, BP 0.935; alpha 1.4: 40.43; 1.7: 38.27,
+  # repetition), averaged val PPL 5.43 (p12: 5.54 / 5.50): +0.12 over 40.20, not more than
+  # 0.3: rejected, its second seed does not run. Val PPL level with p12's throughout (14.46
+  # against 14.9 / 14.3 at step 1000, 7.29 against 7.34 / 7.27 at 2000), the output shorter
+  # again. Loop 2,701 s, 1.14x the ~2,370 s of p24-p29 on this VM: the extra masks also cost
+  # time the hour does not have.
+  # p31 and p32 (session 23, declared after p30's result): the untried side of each of Eq. 3's
+  # two knobs at beb7515's recipe. p22 (lr_scale 0.5) and p23 (warmup 400, a higher peak) were
+  # both worse; p7 (lr_scale 1.0) was at the old P_drop 0.3. p31 raises the whole curve to
+  # lr_scale 0.85 (peak 1.88e-3 at step 800, against 1.55e-3); p32 lowers only the early part,
+  # warmup 1200 (peak 1.26e-3 at step 1200; from there the default's rate). 3400 steps, 10
+  # checkpoints kept, same rule as p24; p32 runs after p31 whatever p31 scores.
+  [p31_main_lr085]="$BEB7515 --config.train.lr_scale=0.85 --config.train.keep_checkpoints=10"
+  [p32_main_warmup1200]="$BEB7515 --config.train.warmup_steps=1200
+    --config.train.keep_checkpoints=10"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
