@@ -48,7 +48,8 @@ def row(run: pathlib.Path) -> dict:
   scores = evaluate.score_translations(hyps, refs)
   return {
       "name": run.name,
-      "model": f"N{m['n_layers']} d{m['d_model']} ff{m['d_ff']} h{m['h']} p{m['p_drop']}",
+      "model": (f"N{m['n_layers']} d{m['d_model']} ff{m['d_ff']} h{m['h']} p{m['p_drop']}"
+                + (f" attn{m['p_drop_attn']}" if m.get("p_drop_attn") else "")),
       "vocab": (f"{d['vocab_size']}, BPE-dropout {d['bpe_dropout']} ({d['bpe_dropout_sides']})"
                 if d.get("bpe_dropout") else d["vocab_size"]),
       "batch_tokens": d["tokens_per_batch"],
