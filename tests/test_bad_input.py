@@ -65,6 +65,7 @@ def _config_file(path, data: dict, overrides: dict):
     ("train.eps_ls", -0.1, r"in \[0, 1\)"),
     ("train.lr_scale", 0.0, "finite number > 0"),
     ("decode.beam_size", 0, ">= 1"),
+    ("decode.word_reward", -0.5, ">= 0"),
     ("train.average_last", 4, "keep_checkpoints=3"),
     ("data.max_len", 200, r"largest of config.data.bucket_boundaries \(128\)"),
     ("data.bpe_dropout", 1.0, r"in \[0, 1\)"),
@@ -326,3 +327,10 @@ def test_translate_stdin_that_is_not_utf8_is_named(trained_run):
   assert proc.stderr.decode().strip().endswith(
       "error: <stdin>:2: line 2 is not valid UTF-8 (byte 2 of the line: invalid start byte; "
       "expected UTF-8 text)")
+
+
+def test_negative_word_reward_on_the_command_line_is_named(trained_run, tiny_data, cli):
+  workdir, _, _ = trained_run
+  with pytest.raises(SystemExit, match=r"^error: --word_reward must be a finite number >= 0"):
+    cli("evaluate", f"--workdir={workdir}", f"--src={tiny_data['val_src']}",
+        f"--ref={tiny_data['val_tgt']}", "--word_reward=-1")

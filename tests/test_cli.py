@@ -123,6 +123,11 @@ def test_evaluate_prints_bleu_and_writes_json(cli, trained_run, tiny_data, tmp_p
   # Independent references: sacrebleu on what `translate` wrote for the same lines, and the
   # dev perplexity training measured with the same (averaged) parameters on the same file.
   assert result["bleu"] == pytest.approx(want, abs=1e-9)
+  score = reference.corpus_score(hyps, [refs])
+  assert result["brevity_penalty"] == pytest.approx(score.bp, abs=1e-9)
+  assert result["hyp_ref_length_ratio"] == pytest.approx(score.sys_len / score.ref_len, abs=1e-9)
+  assert f"brevity penalty = {score.bp:.3f}  " in out
+  assert path.with_suffix(".hyp").read_text(encoding="utf-8").splitlines() == hyps
   lc = bleu.bleu_lc_moses(hyps, refs)  # the Multi30k literature's metric, labelled, beside it
   assert result["bleu_lc_moses"] == pytest.approx(lc["bleu"], abs=1e-9)
   assert result["bleu_lc_moses_signature"] == lc["signature"]

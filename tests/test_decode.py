@@ -171,7 +171,7 @@ def _table_step_fn(table, beam):
   return step_fn
 
 
-def _brute_force(table, b, max_out, alpha):
+def _brute_force(table, b, max_out, alpha, word_reward=0.0):
   """(score, tokens incl. EOS) of every hypothesis with at most max_out tokens before EOS."""
   log_p = table - np.log(np.exp(table).sum(-1, keepdims=True))  # as beam_search normalises
   out = []
@@ -179,7 +179,7 @@ def _brute_force(table, b, max_out, alpha):
     for body in itertools.product(OUTPUTS, repeat=n):
       seq = [BOS_ID, *body, EOS_ID]
       lp = sum(log_p[b, t, seq[t - 1] if t else BOS_ID, seq[t], seq[t + 1]] for t in range(n + 1))
-      out.append((lp / _penalty(n + 1, alpha), list(seq[1:])))
+      out.append((lp / _penalty(n + 1, alpha) + word_reward * (n + 1), list(seq[1:])))
   return out
 
 
@@ -189,15 +189,18 @@ def _random_table(seed, batch, length, pad_bos_logit=-np.inf):
   return table
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.5])
-def test_exhaustive_beam_finds_the_brute_force_best(alpha):
+@pytest.mark.parametrize("alpha,word_reward", [(0.0, 0.0), (0.6, 0.0), (1.5, 0.0), (0.0, 1.5),
+                                               (1.0, 0.4)])
+def test_exhaustive_beam_finds_the_brute_force_best(alpha, word_reward):
+  # With a word reward the early stop's bound must still never cut off the best hypothesis.
   max_out = [3, 2, 0]
   beam, max_len = len(OUTPUTS) ** max(max_out), max(max_out) + 1  # a beam holding every prefix
   table = _random_table(7, len(max_out), max_len)
   tokens, scores = beam_search(_table_step_fn(table, beam), None, jnp.asarray(max_out, jnp.int32),
-                               beam_size=beam, max_len=max_len, alpha=alpha)
+                               beam_size=beam, max_len=max_len, alpha=alpha,
+                               word_reward=word_reward)
   for b, m in enumerate(max_out):
-    best_score, best = max(_brute_force(table, b, m, alpha))
+    best_score, best = max(_brute_force(table, b, m, alpha, word_reward))
     assert list(np.asarray(tokens[b])) == best + [PAD_ID] * (max_len - len(best)), b
     np.testing.assert_allclose(float(scores[b]), best_score, rtol=1e-5)
 
@@ -222,6 +225,30 @@ def test_alpha_trades_a_short_for_a_long_hypothesis(beam, alpha):
   assert max(_brute_force(table, 0, 3, alpha))[1] == want
   tokens, scores = beam_search(_table_step_fn(table, beam), None, jnp.asarray([3], jnp.int32),
                                beam_size=beam, max_len=4, alpha=alpha)
+  assert _until_eos(np.asarray(tokens[0])) == want
+  np.testing.assert_allclose(float(scores[0]), max(short, long), rtol=1e-5)
+
+
+@pytest.mark.parametrize("beam", [1, 2])
+@pytest.mark.parametrize("word_reward", [0.0, 0.05, 0.1, 1.0])
+def test_word_reward_trades_a_short_for_a_long_hypothesis(beam, word_reward):
+  # The table of the alpha test above, at alpha 0: [EOS] scores log 0.55 + r and [4, 4, 4, EOS]
+  # log(0.45 - 2e-4) + 3 log(1 - 3e-4) + 4r; they cross at r = 0.067.
+  small = 1e-4
+  probs = np.full((1, 4, V, V, V), 0.25)
+  probs[..., [PAD_ID, BOS_ID]] = 0.0
+  probs[0, 0, BOS_ID, BOS_ID, [EOS_ID, 4, 1, 5]] = [0.55, 0.45 - 2 * small, small, small]
+  probs[0, 1, BOS_ID, 4, [4, 1, 5, EOS_ID]] = [1 - 3 * small, small, small, small]
+  probs[0, 2, 4, 4, [4, 1, 5, EOS_ID]] = [1 - 3 * small, small, small, small]
+  probs[0, 3, 4, 4, [EOS_ID, 1, 4, 5]] = [1 - 3 * small, small, small, small]
+  with np.errstate(divide="ignore"):
+    table = np.log(probs)
+  short = math.log(0.55) + word_reward
+  long = math.log(0.45 - 2 * small) + 3 * math.log(1 - 3 * small) + 4 * word_reward
+  assert (short > long) == (word_reward < 0.067)
+  want = [EOS_ID] if short > long else [4, 4, 4, EOS_ID]
+  tokens, scores = beam_search(_table_step_fn(table, beam), None, jnp.asarray([3], jnp.int32),
+                               beam_size=beam, max_len=4, alpha=0.0, word_reward=word_reward)
   assert _until_eos(np.asarray(tokens[0])) == want
   np.testing.assert_allclose(float(scores[0]), max(short, long), rtol=1e-5)
 

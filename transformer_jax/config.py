@@ -184,6 +184,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.decode.beam_size = 4  # Section 6.1
   c.decode.alpha = 0.6  # length penalty, Section 6.1
   c.decode.max_extra_len = 50  # output may be this many tokens longer than the input
+  c.decode.word_reward = 0.0  # nats per output token added to a finished hypothesis; not paper
   c.decode.batch_size = 64  # sentences decoded together
   return c
 
@@ -338,7 +339,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "'rbg', 'unsafe_rbg' or 'threefry2x32'", t.dropout_prng)
   for key in ("beam_size", "batch_size"):
     _expect(dc[key] >= 1, f"decode.{key}", ">= 1", dc[key])
-  for key in ("alpha", "max_extra_len"):
+  for key in ("alpha", "max_extra_len", "word_reward"):
     _expect(dc[key] >= 0, f"decode.{key}", ">= 0", dc[key])
 
 

@@ -3,7 +3,9 @@
 The paper's setting: beam size 4, length penalty alpha = 0.6, maximum output length = input
 length + 50, stopping early when no live hypothesis can still beat the finished ones. Greedy
 decoding is beam size 1. The length penalty is GNMT's, lp(n) = ((5 + n) / 6)^alpha, and a
-finished hypothesis of n tokens (EOS included) scores log P / lp(n).
+finished hypothesis of n tokens (EOS included) scores log P / lp(n) + word_reward * n. The word
+reward (Murray & Chiang 2018, "Correcting Length Bias in Neural Machine Translation"; Marian's
+--word-penalty) is not in the paper: 0.0, the default, is the paper's score.
 
 Shape key: B batch, K beam size, L longest output (tokens incl. EOS), S source positions,
 C vocabulary.
@@ -32,7 +34,8 @@ def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
 
 
 def beam_search(step_fn: StepFn, cache: Any, max_out: jax.Array, *, beam_size: int,
-                max_len: int, alpha: float) -> tuple[jax.Array, jax.Array]:
+                max_len: int, alpha: float, word_reward: float = 0.0
+                ) -> tuple[jax.Array, jax.Array]:
   """Beam search over `step_fn`, inside one `lax.while_loop` (jit-able).
 
   Args:
@@ -44,10 +47,13 @@ def beam_search(step_fn: StepFn, cache: Any, max_out: jax.Array, *, beam_size: i
     beam_size: K.
     max_len: L, static bound on output tokens incl. EOS; must exceed max(max_out).
     alpha: length-penalty exponent.
+    word_reward: nats added per output token (EOS included) to a finished hypothesis's score;
+      >= 0 (0 = the paper). A positive reward lengthens the output; it also loosens the early
+      stop's bound, so decoding runs longer.
 
   Returns:
     (tokens int32 [B, L] of the best hypothesis, EOS then PAD after its end; scores float32 [B],
-    log P / lp(n)).
+    log P / lp(n) + word_reward * n).
   """
   batch, k = max_out.shape[0], beam_size
   seqs = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32).at[:, :, 0].set(BOS_ID)
@@ -56,11 +62,13 @@ def beam_search(step_fn: StepFn, cache: Any, max_out: jax.Array, *, beam_size: i
   fin_seqs = seqs
   fin_scores = jnp.full((batch, k), _NEG_INF, jnp.float32)
   max_penalty = length_penalty(max_out + 1, alpha)  # [B], the largest lp a hypothesis can get
+  max_reward = word_reward * (max_out + 1).astype(jnp.float32)  # [B], the largest reward
 
   def cond(state):
     i, _, live_lp, _, fin_scores, _ = state
-    # log P only falls as a hypothesis grows, so live / lp(longest) bounds its best final score.
-    best_live = live_lp[:, 0] / max_penalty
+    # log P only falls as a hypothesis grows, so live / lp(longest) + the longest's reward
+    # bounds its best final score.
+    best_live = live_lp[:, 0] / max_penalty + max_reward
     done = (best_live < jnp.min(fin_scores, axis=1)) | jnp.all(live_lp == _NEG_INF, axis=1)
     return (i < max_len) & ~jnp.all(done)
 
@@ -82,7 +90,8 @@ def beam_search(step_fn: StepFn, cache: Any, max_out: jax.Array, *, beam_size: i
     ended = token == EOS_ID
 
     # Finished: keep the K best of the old finished and the candidates that just ended.
-    new_scores = jnp.where(ended, top_lp / length_penalty(i + 1, alpha), _NEG_INF)
+    new_scores = jnp.where(ended, top_lp / length_penalty(i + 1, alpha) + word_reward * (i + 1),
+                           _NEG_INF)
     all_scores = jnp.concatenate([fin_scores, new_scores], axis=1)  # [B, 3K]
     all_seqs = jnp.concatenate([fin_seqs, top_seqs], axis=1)  # [B, 3K, L+1]
     fin_scores, keep = jax.lax.top_k(all_scores, k)
@@ -100,7 +109,8 @@ def beam_search(step_fn: StepFn, cache: Any, max_out: jax.Array, *, beam_size: i
   # A sentence with no finished hypothesis (only if max_len cut it) falls back to its best live one.
   has_fin = fin_scores[:, 0] > _NEG_INF
   best = jnp.where(has_fin[:, None], fin_seqs[:, 0], seqs[:, 0])
-  score = jnp.where(has_fin, fin_scores[:, 0], live_lp[:, 0] / length_penalty(max_len, alpha))
+  score = jnp.where(has_fin, fin_scores[:, 0],
+                    live_lp[:, 0] / length_penalty(max_len, alpha) + word_reward * max_len)
   return best[:, 1:], score
 
 
@@ -111,10 +121,10 @@ def _max_out(src: jax.Array, max_extra_len: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "beam_size", "alpha", "max_extra_len",
-                                             "use_cache"))
+                                             "use_cache", "word_reward"))
 def generate(params: Any, src: jax.Array, *, model: Transformer, beam_size: int = 4,
-             alpha: float = 0.6, max_extra_len: int = 50, use_cache: bool = True
-             ) -> tuple[jax.Array, jax.Array]:
+             alpha: float = 0.6, max_extra_len: int = 50, use_cache: bool = True,
+             word_reward: float = 0.0) -> tuple[jax.Array, jax.Array]:
   """Translates a batch by beam search (Section 6.1).
 
   Args:
@@ -126,6 +136,7 @@ def generate(params: Any, src: jax.Array, *, model: Transformer, beam_size: int 
     max_extra_len: output may be this much longer than the input (50 in the paper).
     use_cache: True reuses per-layer keys/values (O(L) per step); False recomputes the whole
       prefix with a full decoder pass every step (for tests and benchmarks).
+    word_reward: nats per output token added to a finished hypothesis's score (0 = paper).
 
   Returns:
     (tokens int32 [B, S + max_extra_len], scores float32 [B]); see `beam_search`.
@@ -157,4 +168,4 @@ def generate(params: Any, src: jax.Array, *, model: Transformer, beam_size: int 
       return jax.lax.dynamic_index_in_dim(logits, index, axis=1, keepdims=False), cache
 
   return beam_search(step_fn, dynamic, _max_out(src, max_extra_len), beam_size=k,
-                     max_len=max_len, alpha=alpha)
+                     max_len=max_len, alpha=alpha, word_reward=word_reward)

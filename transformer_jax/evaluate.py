@@ -36,7 +36,7 @@ SCORE_LABELS = {  # key in score_translations' result -> how outputs name it
 
 def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines: Sequence[str], *,
                     beam_size: int = 4, alpha: float = 0.6, max_extra_len: int = 50,
-                    batch_size: int = 64, boundaries: Sequence[int] = (16, 32, 64, 128, 256, 512),
+                    word_reward: float = 0.0, batch_size: int = 64, boundaries: Sequence[int] = (16, 32, 64, 128, 256, 512),
                     max_src_len: int = 0, use_cache: bool = True) -> list[str]:
   """Translates `lines` (one sentence each) by beam search; returns detokenized lines in order.
 
@@ -60,7 +60,8 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
   out = [""] * len(src)
   for batch, index in data_lib.batch_sentences([src[i] for i in todo], batch_size, bounds):
     tokens, _ = decode.generate(params, batch, model=model, beam_size=beam_size, alpha=alpha,
-                                max_extra_len=max_extra_len, use_cache=use_cache)
+                                max_extra_len=max_extra_len, use_cache=use_cache,
+                                word_reward=word_reward)
     for row, text in zip(index, tokenizer.decode_batch(np.asarray(tokens).tolist())):
       if row >= 0:
         out[todo[row]] = text
@@ -148,7 +149,7 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
     start = time.perf_counter()
     hyps = translate_lines(model, params, tokenizer, text.src, beam_size=dc.beam_size,
                            alpha=dc.alpha, max_extra_len=dc.max_extra_len,
-                           batch_size=dc.batch_size, max_src_len=config_lib.source_limit(config))
+                           word_reward=dc.get("word_reward", 0.0), batch_size=dc.batch_size, max_src_len=config_lib.source_limit(config))
     scores = score_translations(hyps, text.tgt, paper_bleu=t.get("paper_bleu", False),
                                 lang=config.data.tgt_lang)
     out_path = pathlib.Path(workdir) / f"{split}.hyp" if workdir is not None else None

@@ -57,6 +57,9 @@ flags.DEFINE_string("src", None, "evaluate: source sentences, one per line.")
 flags.DEFINE_string("ref", None, "evaluate: reference translations, line-aligned with --src.")
 flags.DEFINE_integer("beam_size", None, "Beam size (default: the config's, 4); 1 is greedy.")
 flags.DEFINE_float("alpha", None, "Length penalty (default: the config's, 0.6).")
+flags.DEFINE_float("word_reward", None, "Nats per output token added to a finished beam "
+                   "hypothesis's score, >= 0 (default: the config's decode.word_reward, 0 = "
+                   "the paper).")
 flags.DEFINE_integer("step", None, "Use this checkpoint step instead of the final parameters; "
                      "average: the newest checkpoint to include (default: the latest).")
 flags.DEFINE_string("params", None, "Use the parameters saved in this directory (by `average` "
@@ -141,8 +144,12 @@ def _load_run(workdir: pathlib.Path):
 def _decode_options(config) -> dict:
   from transformer_jax import config as config_lib
   dc = config.decode
+  if FLAGS.word_reward is not None and not 0 <= FLAGS.word_reward < float("inf"):
+    raise SystemExit(f"error: --word_reward must be a finite number >= 0, got {FLAGS.word_reward}")
   return {"beam_size": FLAGS.beam_size or dc.beam_size,
           "alpha": dc.alpha if FLAGS.alpha is None else FLAGS.alpha,
+          "word_reward": (dc.get("word_reward", 0.0) if FLAGS.word_reward is None
+                          else FLAGS.word_reward),
           "max_extra_len": dc.max_extra_len, "batch_size": dc.batch_size,
           "max_src_len": config_lib.source_limit(config)}
 
@@ -206,16 +213,23 @@ def cmd_evaluate() -> None:
   score, signature = scores["sacrebleu"], scores["sacrebleu_signature"]
   tokenized = {k: v for k, v in scores.items() if k.startswith(("bleu_lc_moses", "bleu_tok"))}
   result = {"src": str(FLAGS.src), "ref": str(FLAGS.ref), "params": source, "bleu": score,
-            "bleu_signature": signature, **tokenized, "ppl": ppl["ppl"], "nll": ppl["nll"],
+            "bleu_signature": signature, **tokenized,
+            "brevity_penalty": scores["brevity_penalty"],
+            "hyp_ref_length_ratio": scores["hyp_ref_length_ratio"], "ppl": ppl["ppl"], "nll": ppl["nll"],
             "target_tokens": ppl["tokens"], "pairs": len(text.src),
             "blank_dropped": text.n_blank_dropped, "src_truncated": hyps.truncated, **options}
   out = workdir / f"eval_{pathlib.Path(FLAGS.src).name}.json"
   out.write_text(json.dumps(result, indent=2) + "\n")
+  hyp_out = out.with_suffix(".hyp")  # the translations scored, one per source line
+  hyp_out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
   for key, label in evaluate.SCORE_LABELS.items():  # each metric on its own labelled line
     if key in scores:
       print(f"{label} = {scores[key]:.2f}  {scores[key + '_signature']}")
+  print(f"brevity penalty = {scores['brevity_penalty']:.3f}  (output/reference length "
+        f"{scores['hyp_ref_length_ratio']:.3f}, sacreBLEU's 13a tokens)")
   print(f"perplexity per wordpiece = {ppl['ppl']:.3f}  ({ppl['tokens']} target tokens)")
   print(f"written to {out}")
+  print(f"translations written to {hyp_out}")
 
 
 def _report_truncated(n: int, options: dict) -> None:

@@ -544,7 +544,8 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
   val = evaluate.perplexity(model, params, val_batches.epoch(0))
   result = {**(run_info or {}), "averaged_steps": steps,
             "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"],
-            "beam_size": dc.beam_size, "alpha": dc.alpha}
+            "beam_size": dc.beam_size, "alpha": dc.alpha,
+            "word_reward": dc.get("word_reward", 0.0)}
   # Every process decodes the same sentences; only process 0 writes translations and reports.
   result.update(evaluate.final_bleu(config, model, params, tokenizer,
                                     workdir if lead else None, log))

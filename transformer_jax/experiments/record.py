@@ -186,6 +186,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   dev = data_lib.read_split(config, "val", log=log)
   hyps = evaluate.translate_lines(model, state.params, tokenizer, dev.src,
                                   beam_size=dc.beam_size, alpha=dc.alpha,
+                                  word_reward=dc.get("word_reward", 0.0),
                                   max_extra_len=dc.max_extra_len, batch_size=dc.batch_size,
                                   max_src_len=config_lib.source_limit(config))
   # The references are kept beside the translations, so `compare` can run its significance
