@@ -205,11 +205,8 @@ def test_exhaustive_beam_finds_the_brute_force_best(alpha, word_reward):
     np.testing.assert_allclose(float(scores[b]), best_score, rtol=1e-5)
 
 
-@pytest.mark.parametrize("beam", [1, 2])
-@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
-def test_alpha_trades_a_short_for_a_long_hypothesis(beam, alpha):
-  # Only two hypotheses are likely: [EOS] (P 0.55) and [4, 4, 4, EOS] (P about 0.45).
-  small = 1e-4
+def _two_hypothesis_table(small=1e-4):
+  """Only two hypotheses are likely: [EOS] (P 0.55) and [4, 4, 4, EOS] (P about 0.45)."""
   probs = np.full((1, 4, V, V, V), 0.25)  # default: 1, EOS, 4, 5 equally likely
   probs[..., [PAD_ID, BOS_ID]] = 0.0
   probs[0, 0, BOS_ID, BOS_ID, [EOS_ID, 4, 1, 5]] = [0.55, 0.45 - 2 * small, small, small]
@@ -217,7 +214,14 @@ def test_alpha_trades_a_short_for_a_long_hypothesis(beam, alpha):
   probs[0, 2, 4, 4, [4, 1, 5, EOS_ID]] = [1 - 3 * small, small, small, small]
   probs[0, 3, 4, 4, [EOS_ID, 1, 4, 5]] = [1 - 3 * small, small, small, small]
   with np.errstate(divide="ignore"):
-    table = np.log(probs)
+    return np.log(probs)
+
+
+@pytest.mark.parametrize("beam", [1, 2])
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
+def test_alpha_trades_a_short_for_a_long_hypothesis(beam, alpha):
+  small = 1e-4
+  table = _two_hypothesis_table(small)
   short = math.log(0.55) / _penalty(1, alpha)
   long = (math.log(0.45 - 2 * small) + 3 * math.log(1 - 3 * small)) / _penalty(4, alpha)
   assert (short > long) == (alpha < 0.7)  # the two scores cross at alpha = 0.715
@@ -232,17 +236,10 @@ def test_alpha_trades_a_short_for_a_long_hypothesis(beam, alpha):
 @pytest.mark.parametrize("beam", [1, 2])
 @pytest.mark.parametrize("word_reward", [0.0, 0.05, 0.1, 1.0])
 def test_word_reward_trades_a_short_for_a_long_hypothesis(beam, word_reward):
-  # The table of the alpha test above, at alpha 0: [EOS] scores log 0.55 + r and [4, 4, 4, EOS]
+  # The alpha test's table at alpha 0: [EOS] scores log 0.55 + r and [4, 4, 4, EOS]
   # log(0.45 - 2e-4) + 3 log(1 - 3e-4) + 4r; they cross at r = 0.067.
   small = 1e-4
-  probs = np.full((1, 4, V, V, V), 0.25)
-  probs[..., [PAD_ID, BOS_ID]] = 0.0
-  probs[0, 0, BOS_ID, BOS_ID, [EOS_ID, 4, 1, 5]] = [0.55, 0.45 - 2 * small, small, small]
-  probs[0, 1, BOS_ID, 4, [4, 1, 5, EOS_ID]] = [1 - 3 * small, small, small, small]
-  probs[0, 2, 4, 4, [4, 1, 5, EOS_ID]] = [1 - 3 * small, small, small, small]
-  probs[0, 3, 4, 4, [EOS_ID, 1, 4, 5]] = [1 - 3 * small, small, small, small]
-  with np.errstate(divide="ignore"):
-    table = np.log(probs)
+  table = _two_hypothesis_table(small)
   short = math.log(0.55) + word_reward
   long = math.log(0.45 - 2 * small) + 3 * math.log(1 - 3 * small) + 4 * word_reward
   assert (short > long) == (word_reward < 0.067)
