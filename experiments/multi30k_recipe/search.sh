@@ -402,6 +402,12 @@ declare -A CANDIDATES=(
   [p31_main_lr085]="$BEB7515 --config.train.lr_scale=0.85 --config.train.keep_checkpoints=10"
   [p32_main_warmup1200]="$BEB7515 --config.train.warmup_steps=1200
     --config.train.keep_checkpoints=10"
+  # p31 result: val sacreBLEU 39.84 (lc Moses 39.96, BP 0.926), averaged val PPL 5.37, the
+  # lowest of any N 3+3 run at 3400 steps (p12: 5.54 / 5.50): -0.36 against 40.20, rejected.
+  # Ahead of p12 on val PPL early (42.2 against 44.5 / 44.1 at step 500), level from 1000, a
+  # little lower at the end (5.89 against 6.00 / 5.95 at 3400), with shorter output: p25's and
+  # p30's pattern again. Loop 2,956 s, not a speed figure (word-reward decodes and tests shared
+  # the cores for about 20 of its minutes).
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
