@@ -408,6 +408,9 @@ declare -A CANDIDATES=(
   # little lower at the end (5.89 against 6.00 / 5.95 at 3400), with shorter output: p25's and
   # p30's pattern again. Loop 2,956 s, not a speed figure (word-reward decodes and tests shared
   # the cores for about 20 of its minutes).
+  # p32 result: val sacreBLEU 39.59 (lc Moses 39.72, BP 0.934), averaged val PPL 5.51: -0.61
+  # against 40.20, rejected. Behind p12 on val PPL until the end (60.5 against 44.5 / 44.1 at
+  # step 500, 9.86 against 8.90 / 8.76 at 1500, 5.99 against 6.00 / 5.95 at 3400). Loop 2,543 s.
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
