@@ -36,7 +36,8 @@ SCORE_LABELS = {  # key in score_translations' result -> how outputs name it
 
 def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines: Sequence[str], *,
                     beam_size: int = 4, alpha: float = 0.6, max_extra_len: int = 50,
-                    word_reward: float = 0.0, batch_size: int = 64, boundaries: Sequence[int] = (16, 32, 64, 128, 256, 512),
+                    word_reward: float = 0.0, batch_size: int = 64,
+                    boundaries: Sequence[int] = (16, 32, 64, 128, 256, 512),
                     max_src_len: int = 0, use_cache: bool = True) -> list[str]:
   """Translates `lines` (one sentence each) by beam search; returns detokenized lines in order.
 
@@ -68,6 +69,15 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
   result = _Translations(out)
   result.truncated = cut
   return result
+
+
+def decode_options(config) -> dict[str, Any]:
+  """translate_lines' keyword arguments from `config.decode` (a config.json written before a key
+  existed gets its default) and the longest source the model was trained on."""
+  dc = config.decode
+  return {"beam_size": dc.beam_size, "alpha": dc.alpha, "word_reward": dc.get("word_reward", 0.0),
+          "max_extra_len": dc.max_extra_len, "batch_size": dc.batch_size,
+          "max_src_len": config_lib.source_limit(config)}
 
 
 class _Translations(list):
@@ -142,14 +152,12 @@ def final_bleu(config, model: Transformer, params: Any, tokenizer: Tokenizer, wo
     if 'test' was scored, the flat keys of earlier final.json files: test_bleu (sacreBLEU),
     bleu_signature, test_bleu_lc_moses (and its _signature), test_src, test_ref, decode_seconds, brevity_penalty, hyp_ref_length_ratio.
   """
-  t, dc = config.train, config.decode
+  t = config.train
   result = {"bleu": {}}
   for split in t.get("final_eval_splits", ("test",)):
     text = data_lib.read_split(config, split, log)
     start = time.perf_counter()
-    hyps = translate_lines(model, params, tokenizer, text.src, beam_size=dc.beam_size,
-                           alpha=dc.alpha, max_extra_len=dc.max_extra_len,
-                           word_reward=dc.get("word_reward", 0.0), batch_size=dc.batch_size, max_src_len=config_lib.source_limit(config))
+    hyps = translate_lines(model, params, tokenizer, text.src, **decode_options(config))
     scores = score_translations(hyps, text.tgt, paper_bleu=t.get("paper_bleu", False),
                                 lang=config.data.tgt_lang)
     out_path = pathlib.Path(workdir) / f"{split}.hyp" if workdir is not None else None

@@ -142,16 +142,15 @@ def _load_run(workdir: pathlib.Path):
 
 
 def _decode_options(config) -> dict:
-  from transformer_jax import config as config_lib
-  dc = config.decode
+  """The config's decode options with --beam_size, --alpha and --word_reward applied."""
+  from transformer_jax import evaluate
   if FLAGS.word_reward is not None and not 0 <= FLAGS.word_reward < float("inf"):
     raise SystemExit(f"error: --word_reward must be a finite number >= 0, got {FLAGS.word_reward}")
-  return {"beam_size": FLAGS.beam_size or dc.beam_size,
-          "alpha": dc.alpha if FLAGS.alpha is None else FLAGS.alpha,
-          "word_reward": (dc.get("word_reward", 0.0) if FLAGS.word_reward is None
-                          else FLAGS.word_reward),
-          "max_extra_len": dc.max_extra_len, "batch_size": dc.batch_size,
-          "max_src_len": config_lib.source_limit(config)}
+  options = evaluate.decode_options(config)
+  flags_given = {"beam_size": FLAGS.beam_size or None, "alpha": FLAGS.alpha,
+                 "word_reward": FLAGS.word_reward}
+  options.update({k: v for k, v in flags_given.items() if v is not None})
+  return options
 
 
 def _require(name: str) -> str:
@@ -215,7 +214,8 @@ def cmd_evaluate() -> None:
   result = {"src": str(FLAGS.src), "ref": str(FLAGS.ref), "params": source, "bleu": score,
             "bleu_signature": signature, **tokenized,
             "brevity_penalty": scores["brevity_penalty"],
-            "hyp_ref_length_ratio": scores["hyp_ref_length_ratio"], "ppl": ppl["ppl"], "nll": ppl["nll"],
+            "hyp_ref_length_ratio": scores["hyp_ref_length_ratio"],
+            "ppl": ppl["ppl"], "nll": ppl["nll"],
             "target_tokens": ppl["tokens"], "pairs": len(text.src),
             "blank_dropped": text.n_blank_dropped, "src_truncated": hyps.truncated, **options}
   out = workdir / f"eval_{pathlib.Path(FLAGS.src).name}.json"

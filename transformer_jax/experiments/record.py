@@ -175,7 +175,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   trained = train_lib.train(config, workdir, log)
   if "stopped_by" in trained:
     return trained
-  t, dc = config.train, config.decode
+  t = config.train
   model = Transformer(config_lib.model_config(config))
   tokenizer = Tokenizer.load(workdir / "spm.model")
   ckpts = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=t.keep_checkpoints)
@@ -185,10 +185,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   dev = data_lib.read_split(config, "val", log=log)
   hyps = evaluate.translate_lines(model, state.params, tokenizer, dev.src,
-                                  beam_size=dc.beam_size, alpha=dc.alpha,
-                                  word_reward=dc.get("word_reward", 0.0),
-                                  max_extra_len=dc.max_extra_len, batch_size=dc.batch_size,
-                                  max_src_len=config_lib.source_limit(config))
+                                  **evaluate.decode_options(config))
   # The references are kept beside the translations, so `compare` can run its significance
   # test anywhere the run directories are copied to.
   (workdir / DEV_HYP).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
