@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -194,8 +195,8 @@ def test_bad_data_file_through_the_command_line(tiny_data, tmp_path, cli):
 
 
 def test_blank_and_over_long_pairs_are_counted_and_dropped(tiny_data, tmp_path):
-  lines = {"en": open(tiny_data["train_src"], encoding="utf-8").read().splitlines(),
-           "de": open(tiny_data["train_tgt"], encoding="utf-8").read().splitlines()}
+  lines = {"en": pathlib.Path(tiny_data["train_src"]).read_text(encoding="utf-8").splitlines(),
+           "de": pathlib.Path(tiny_data["train_tgt"]).read_text(encoding="utf-8").splitlines()}
   n = len(lines["en"])
   lines["en"][3] = "   "  # blank source
   lines["de"][7] = ""  # blank target

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pathlib
 import re
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def test_evaluate_prints_bleu_and_writes_json(cli, trained_run, tiny_data, tmp_p
   out, _ = cli("evaluate", f"--workdir={workdir}", f"--src={src}", f"--ref={ref}")
 
   hyps = hyp.read_text(encoding="utf-8").splitlines()
-  refs = open(ref, encoding="utf-8").read().splitlines()
+  refs = pathlib.Path(ref).read_text(encoding="utf-8").splitlines()
   reference = sacrebleu.metrics.BLEU()
   want = reference.corpus_score(hyps, [refs]).score
   signature = str(reference.get_signature())

@@ -261,8 +261,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tiny_data, tmp_path)
   overrides = {"train.checkpoint_every": 10, "train.log_every": 5}
   train_lib.train(tiny_config(tiny_data, **{"train.steps": 20, **overrides}), workdir,
                   log=lambda *_: None)
-  first = {r["step"]: r["loss"] for r in map(json.loads, (workdir / "metrics.jsonl").open())
-           if r["kind"] == "train"}
+  first = {r["step"]: r["loss"] for r in _records(workdir) if r["kind"] == "train"}
   # Truncate every file of the newest checkpoint's state, as a crash mid-write might.
   damaged = [p for p in (workdir / "checkpoints" / "20").rglob("*") if p.is_file()]
   assert damaged
@@ -274,8 +273,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tiny_data, tmp_path)
   text = "\n".join(messages)
   assert "checkpoints/20 cannot be read" in text and "at step 10" in text, text
   assert (workdir / "corrupt_checkpoints" / "20").is_dir()  # kept aside, not deleted
-  records = [r for r in map(json.loads, (workdir / "metrics.jsonl").open())
-             if r["kind"] == "train"]
+  records = [r for r in _records(workdir) if r["kind"] == "train"]
   replayed = {r["step"]: r["loss"] for r in records[len(first):]}
   assert sorted(replayed) == [15, 20, 25]
   assert replayed[15] == first[15] and replayed[20] == first[20]  # exact resume from step 10

@@ -425,102 +425,103 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, log,
           f"resuming with data.seed={d.seed}: the batch order changes from here on")
     log(f"resumed from {ckpts.directory / str(start)} at step {start}")
   writer = metrics_writer.MetricsWriter(workdir) if lead else metrics_writer.NullWriter()
-  writer.write(start, {"params": n_params, **{f"pad_{k}": v for k, v in pad.items()}}, kind="info")
+  try:
+    writer.write(start, {"params": n_params, **{f"pad_{k}": v for k, v in pad.items()}},
+                 kind="info")
 
-  pending: list[dict] = []
-  tokens_since, time_since = 0.0, time.perf_counter()
-  loop_start, total_tokens, total_train_s = time.perf_counter(), 0.0, 0.0
-  # Seconds the loop spent blocked on the input pipeline: an upper bound on the device's wait
-  # for input, since with asynchronous dispatch the previous step may still be running.
-  wait_since, total_wait_s = 0.0, 0.0
-  interval_step_s: list[float] = []  # seconds per step in each log interval
-  bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
-                  mininterval=2.0, disable=not lead)
-  step = start
-  recent: list[tuple[int, dict]] = []  # (step, metrics) not yet checked for NaN/Inf
-  # Each process pads only the rows its devices hold and places them (in the prefetch thread).
-  trace = profiling.StepTrace(t.profile_steps, workdir / "tb", log)  # train.profile_steps
-  local = train_batches.iterate(start, rows=lambda n: sharding_lib.process_rows(batch_sh, n))
-  batches = _prefetch(sharding_lib.global_batch(b, batch_sh, train_batches.rows(
-      b["tgt_out"].shape[1])) for b in local)
-  with _StopRequest() as stop:
-    try:
-      for step in range(start + 1, t.steps + 1):
-        before_input = time.perf_counter()
-        batch = next(batches)
-        wait_since += time.perf_counter() - before_input
-        trace.before(step)
-        state, metrics = step_fn(state, batch, dropout_rng)
-        trace.after(step, metrics)
-        pending.append(metrics)
-        recent.append((step, metrics))
-        bar.update(1)
-        if step % t.log_every == 0 or step == t.steps:
-          _check_finite(recent, ckpts)
-          recent = []
-          summed = jax.tree_util.tree_map(lambda *x: float(np.sum(x)), *jax.device_get(pending))
-          elapsed, tokens_since = time.perf_counter() - time_since, summed["tokens"]
-          record = {"loss": summed["loss"] / summed["tokens"],
-                    "nll": summed["nll"] / summed["tokens"],
-                    "grad_norm": summed["grad_norm"] / len(pending),
-                    "learning_rate": float(schedule(step - 1)),
-                    "tokens_per_sec": tokens_since / elapsed,
-                    "input_wait_fraction": wait_since / elapsed,
-                    "epoch": train_batches.epoch_at(step)}
-          writer.write(step, record, kind="train")
-          total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
-          total_wait_s += wait_since
-          interval_step_s.append(elapsed / len(pending))
-          bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
-          pending, tokens_since, wait_since, time_since = [], 0.0, 0.0, time.perf_counter()
-        if step % t.eval_every == 0 or step == t.steps:
-          val = evaluate.perplexity(model, state.params, val_batches.epoch(0))
-          writer.write(step, {"ppl": val["ppl"], "nll": val["nll"]}, kind="val")
-          if lead:
-            bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
-          # Evaluation time is not training throughput; an evaluation between log steps also
-          # discards that interval's input wait, so the fraction stays a fraction of train time.
-          time_since, wait_since = time.perf_counter(), 0.0
-        if step % t.log_every == 0:  # several processes stop together, at a log step
-          stop.agree()
-        if step % t.checkpoint_every == 0 or step == t.steps or stop.signal:
-          _check_finite(recent, ckpts)
-          recent = []
-          ckpts.save(step, state, {"step": step, "data_seed": d.seed})
-        if stop.signal:
-          break
-    finally:
-      trace.close()
-      batches.close()
-      bar.close()
-      ckpts.wait()
-      writer.flush()
+    pending: list[dict] = []
+    tokens_since, time_since = 0.0, time.perf_counter()
+    loop_start, total_tokens, total_train_s = time.perf_counter(), 0.0, 0.0
+    # Seconds the loop spent blocked on the input pipeline: an upper bound on the device's wait
+    # for input, since with asynchronous dispatch the previous step may still be running.
+    wait_since, total_wait_s = 0.0, 0.0
+    interval_step_s: list[float] = []  # seconds per step in each log interval
+    bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                    mininterval=2.0, disable=not lead)
+    step = start
+    recent: list[tuple[int, dict]] = []  # (step, metrics) not yet checked for NaN/Inf
+    # Each process pads only the rows its devices hold and places them (in the prefetch thread).
+    trace = profiling.StepTrace(t.profile_steps, workdir / "tb", log)  # train.profile_steps
+    local = train_batches.iterate(start, rows=lambda n: sharding_lib.process_rows(batch_sh, n))
+    batches = _prefetch(sharding_lib.global_batch(b, batch_sh, train_batches.rows(
+        b["tgt_out"].shape[1])) for b in local)
+    with _StopRequest() as stop:
+      try:
+        for step in range(start + 1, t.steps + 1):
+          before_input = time.perf_counter()
+          batch = next(batches)
+          wait_since += time.perf_counter() - before_input
+          trace.before(step)
+          state, metrics = step_fn(state, batch, dropout_rng)
+          trace.after(step, metrics)
+          pending.append(metrics)
+          recent.append((step, metrics))
+          bar.update(1)
+          if step % t.log_every == 0 or step == t.steps:
+            _check_finite(recent, ckpts)
+            recent = []
+            summed = jax.tree_util.tree_map(lambda *x: float(np.sum(x)), *jax.device_get(pending))
+            elapsed, tokens_since = time.perf_counter() - time_since, summed["tokens"]
+            record = {"loss": summed["loss"] / summed["tokens"],
+                      "nll": summed["nll"] / summed["tokens"],
+                      "grad_norm": summed["grad_norm"] / len(pending),
+                      "learning_rate": float(schedule(step - 1)),
+                      "tokens_per_sec": tokens_since / elapsed,
+                      "input_wait_fraction": wait_since / elapsed,
+                      "epoch": train_batches.epoch_at(step)}
+            writer.write(step, record, kind="train")
+            total_tokens, total_train_s = total_tokens + tokens_since, total_train_s + elapsed
+            total_wait_s += wait_since
+            interval_step_s.append(elapsed / len(pending))
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
+            pending, tokens_since, wait_since, time_since = [], 0.0, 0.0, time.perf_counter()
+          if step % t.eval_every == 0 or step == t.steps:
+            val = evaluate.perplexity(model, state.params, val_batches.epoch(0))
+            writer.write(step, {"ppl": val["ppl"], "nll": val["nll"]}, kind="val")
+            if lead:
+              bar.write(f"step {step}: dev perplexity {val['ppl']:.2f}")
+            # Evaluation time is not training throughput; an evaluation between log steps also
+            # discards that interval's input wait, so the fraction stays a fraction of train time.
+            time_since, wait_since = time.perf_counter(), 0.0
+          if step % t.log_every == 0:  # several processes stop together, at a log step
+            stop.agree()
+          if step % t.checkpoint_every == 0 or step == t.steps or stop.signal:
+            _check_finite(recent, ckpts)
+            recent = []
+            ckpts.save(step, state, {"step": step, "data_seed": d.seed})
+          if stop.signal:
+            break
+      finally:
+        trace.close()
+        batches.close()
+        bar.close()
+        ckpts.wait()
+        writer.flush()
 
-  if stop.signal:
-    writer.write(step, {"signal": stop.signal.name}, kind="stopped")
+    if stop.signal:
+      writer.write(step, {"signal": stop.signal.name}, kind="stopped")
+      log(f"{stop.signal.name}: stopped at step {step} of {t.steps}; checkpoint saved in "
+          f"{ckpts.directory / str(step)}. Run the same command again (same --workdir) to resume.")
+      return {"step": step, "params": n_params, "stopped_by": stop.signal.name}
+
+    result = {"step": step, "params": n_params,
+              "loop_seconds": time.perf_counter() - loop_start,
+              "tokens_per_sec_mean": total_tokens / max(total_train_s, 1e-9),
+              "target_tokens_seen": total_tokens, "train_seconds": total_train_s,
+              "input_wait_seconds": total_wait_s,
+              "steps_run": step - start}
+    if t.get("paper_model") and interval_step_s:  # median: compiles and evals excluded
+      result["budget"] = budget.budget_report(
+          t.paper_model, step_seconds=float(np.median(interval_step_s)), steps=t.steps,
+          n_devices=jax.device_count(), peak_flops_per_device=t.peak_flops_per_device)
+      log(budget.summary(result["budget"]))
+    if t.final_eval and step >= t.steps:
+      result.update(final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches,
+                                     writer, log, run_info=dict(result)))
+    return result
+  finally:  # also when a step diverges or the final evaluation fails
     writer.close()
     ckpts.close()
-    log(f"{stop.signal.name}: stopped at step {step} of {t.steps}; checkpoint saved in "
-        f"{ckpts.directory / str(step)}. Run the same command again (same --workdir) to resume.")
-    return {"step": step, "params": n_params, "stopped_by": stop.signal.name}
-
-  result = {"step": step, "params": n_params,
-            "loop_seconds": time.perf_counter() - loop_start,
-            "tokens_per_sec_mean": total_tokens / max(total_train_s, 1e-9),
-            "target_tokens_seen": total_tokens, "train_seconds": total_train_s,
-            "input_wait_seconds": total_wait_s,
-            "steps_run": step - start}
-  if t.get("paper_model") and interval_step_s:  # median: compiles and evals excluded
-    result["budget"] = budget.budget_report(
-        t.paper_model, step_seconds=float(np.median(interval_step_s)), steps=t.steps,
-        n_devices=jax.device_count(), peak_flops_per_device=t.peak_flops_per_device)
-    log(budget.summary(result["budget"]))
-  if t.final_eval and step >= t.steps:
-    result.update(final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches,
-                                   writer, log, run_info=dict(result)))
-  writer.close()
-  ckpts.close()
-  return result
 
 
 def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batches, writer, log,

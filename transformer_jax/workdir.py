@@ -121,7 +121,8 @@ def _fuse(path: pathlib.Path) -> bool:
   """Whether `path` is on a FUSE file system (gcsfuse, s3fs, ...), whose flock the kernel keeps
   on this host only (Linux /proc/self/mounts; False where that cannot be read)."""
   try:
-    mounts = [line.split()[1:3] for line in open("/proc/self/mounts", encoding="utf-8")]
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+      mounts = [line.split()[1:3] for line in f]
   except OSError:
     return False
   path = str(path.resolve())
