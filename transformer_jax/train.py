@@ -529,7 +529,7 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
   """Averages the last checkpoints (Section 6.1), then dev perplexity and BLEU of the splits
   in config.train.final_eval_splits (sacreBLEU; also the paper's tokenized BLEU if
   config.train.paper_bleu), each translated into WORKDIR/{split}.hyp."""
-  t, dc = config.train, config.decode
+  t = config.train
   lead = jax.process_index() == 0
   steps = ckpts.steps()[-t.average_last:] if t.average_last > 1 else [ckpts.steps()[-1]]
   # Every process gets the whole parameters (restored replicated), then decodes on its own
@@ -545,8 +545,8 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
   val = evaluate.perplexity(model, params, val_batches.epoch(0))
   result = {**(run_info or {}), "averaged_steps": steps,
             "params_path": str(workdir / "final_params"), "val_ppl": val["ppl"],
-            "beam_size": dc.beam_size, "alpha": dc.alpha,
-            "word_reward": dc.get("word_reward", 0.0)}
+            **{k: v for k, v in evaluate.decode_options(config).items()
+               if k in ("beam_size", "alpha", "word_reward")}}
   # Every process decodes the same sentences; only process 0 writes translations and reports.
   result.update(evaluate.final_bleu(config, model, params, tokenizer,
                                     workdir if lead else None, log))
