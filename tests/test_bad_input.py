@@ -71,6 +71,7 @@ def _config_file(path, data: dict, overrides: dict):
     ("data.max_len", 200, r"largest of config.data.bucket_boundaries \(128\)"),
     ("data.bpe_dropout", 1.0, r"in \[0, 1\)"),
     ("data.bpe_dropout_sides", "source", "'src', 'tgt' or 'both'"),
+    ("data.vocab_model", "wordpiece", "'bpe' or 'unigram'"),
 ])
 def test_impossible_value_names_the_key(tiny_data, key, value, expected):
   config = tiny_config(tiny_data, **{key: value})
@@ -98,6 +99,19 @@ def test_vocab_smaller_than_the_characters_names_the_key(tiny_data, tmp_path):
   config_lib.validate(config)  # the limit depends on the data, so validate cannot know it
   with pytest.raises(config_lib.ConfigError, match=r"60 pieces.*raise data\.vocab_size"):
     train_lib.load_data(config, tmp_path, log=_quiet)
+
+
+def test_vocab_model_reaches_the_workdir_and_bpe_dropout_needs_bpe(tiny_data, tmp_path):
+  config = tiny_config(tiny_data, **{"data.vocab_model": "unigram"})
+  config_lib.validate(config)
+  tokenizer, *_ = train_lib.load_data(config, tmp_path, log=_quiet)
+  assert tokenizer.model_type == "unigram" and (tmp_path / "spm.model").is_file()
+  with pytest.raises(config_lib.ConfigError, match=r"vocab_model 'unigram' but data.vocab_model"):
+    train_lib.load_data(tiny_config(tiny_data), tmp_path, log=_quiet)  # BPE meets it
+  config = tiny_config(tiny_data, **{"data.vocab_model": "unigram", "data.bpe_dropout": 0.1})
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"^config\.data\.bpe_dropout must be 0 unless .*'bpe'"):
+    config_lib.validate(config)
 
 
 @pytest.mark.parametrize("args, named", [

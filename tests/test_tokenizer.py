@@ -138,6 +138,23 @@ def test_load_or_train_trains_when_missing(corpus, tmp_path):
   assert path.is_file()
 
 
+def test_unigram_vocabulary_is_trained_reported_and_not_mixed_up(tok, corpus, tmp_path):
+  assert tok.model_type == "bpe"
+  path = tmp_path / "spm.model"
+  uni = Tokenizer.load_or_train(path, corpus, VOCAB, model_type="unigram")
+  assert uni.model_type == "unigram" and uni.vocab_size == VOCAB
+  ref = spm.SentencePieceProcessor(model_file=str(path))
+  sentence = "Zwei Männer spielen Fußball auf einer Wiese."
+  assert uni.encode(sentence) == ref.encode(sentence) != tok.encode(sentence)
+  assert uni.decode(uni.encode(sentence)) == sentence
+  with pytest.raises(ValueError, match=r"vocab_model 'unigram' but data.vocab_model is 'bpe'"):
+    Tokenizer.load_or_train(path, corpus, VOCAB)  # a BPE config meeting the unigram model
+  with pytest.raises(ValueError, match="needs a BPE vocabulary"):
+    uni.sample_batch([sentence], bpe_dropout=0.1, seed=0)
+  with pytest.raises(ValueError, match=r"data.vocab_model must be one of \['bpe', 'unigram'\]"):
+    Tokenizer.train(corpus, tmp_path / "w.model", VOCAB, model_type="wordpiece")
+
+
 @pytest.mark.parametrize("vocab_size", [-1, 0, 4])
 def test_too_small_vocab_size_names_the_key(corpus, tmp_path, vocab_size):
   with pytest.raises(ValueError, match="vocab_size"):

@@ -131,6 +131,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.tfds_val_split = "validation"  # TFDS split for dev (wmt14: newstest2013)
   c.data.tfds_test_split = "test"  # TFDS split for test (wmt14: newstest2014)
   c.data.vocab_size = 37000  # shared BPE vocabulary, about 37000 in Section 5.1
+  c.data.vocab_model = "bpe"  # SentencePiece model: 'bpe' (Section 5.1) | 'unigram' (Kudo 2018)
   c.data.vocab_sample = 0  # sentences sampled to train the vocabulary; 0 = all
   c.data.max_len = 256  # longer pairs (tokens incl. EOS) are dropped and counted
   c.data.tokens_per_batch = 25000  # target tokens per batch (padded), Section 5.1
@@ -319,8 +320,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "not be batched", d.max_len)
   for key in ("tokens_per_batch", "batch_multiple"):
     _expect(d[key] >= 1, f"data.{key}", ">= 1", d[key])
+  _expect(d.vocab_model in ("bpe", "unigram"), "data.vocab_model", "'bpe' or 'unigram'",
+          d.vocab_model)
   _expect(0.0 <= d.bpe_dropout < 1.0, "data.bpe_dropout", "in [0, 1) (0 = the paper's BPE)",
           d.bpe_dropout)
+  _expect(d.bpe_dropout == 0 or d.vocab_model == "bpe", "data.bpe_dropout",
+          "0 unless config.data.vocab_model is 'bpe' (it drops BPE merges)", d.bpe_dropout)
   _expect(d.bpe_dropout_sides in ("src", "tgt", "both"), "data.bpe_dropout_sides",
           "'src', 'tgt' or 'both'", d.bpe_dropout_sides)
   for key in ("steps", "warmup_steps", "log_every", "eval_every", "checkpoint_every",

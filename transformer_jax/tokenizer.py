@@ -21,6 +21,9 @@ from typing import Sequence
 
 import numpy as np
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
+
+MODEL_TYPES = ("bpe", "unigram")  # config.data.vocab_model: the paper's BPE, or Kudo (2018)
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 NUM_SPECIAL = 4  # ids 0..3 above; the learned pieces start at id 4
@@ -104,7 +107,9 @@ class Tokenizer:
         next to it. Parent folders are created. Both files are written under a temporary name
         and then renamed, so an interrupted run never leaves a half-written model behind.
       vocab_size: total vocabulary size C, the 4 special ids included (paper: ~37000 on WMT14).
-      model_type: SentencePiece model type, "bpe" (the paper's choice) or "unigram", ...
+      model_type: SentencePiece model type (config.data.vocab_model), one of MODEL_TYPES:
+        "bpe" (Section 5.1, Sennrich et al. 2016) or "unigram" (the unigram language model of
+        Kudo 2018; not in the paper).
       max_sentences: if > 0, train on a random sample of this many lines of all `files`
         together (drawn here, not by SentencePiece, so the sample is fixed by `seed`).
       seed: seeds that sample; unused when max_sentences <= 0.
@@ -114,7 +119,8 @@ class Tokenizer:
     The result is deterministic for the same files and arguments.
 
     Raises:
-      ValueError: `vocab_size` <= 4, `model_path` not ending in `.model`, or SentencePiece
+      ValueError: `vocab_size` <= 4, `model_type` not in MODEL_TYPES, `model_path` not ending
+        in `.model`, or SentencePiece
         cannot build `vocab_size` pieces from this data (the message says whether to raise or
         lower `data.vocab_size`).
       FileNotFoundError: one of `files` does not exist (named in the message).
@@ -122,6 +128,8 @@ class Tokenizer:
     if vocab_size <= NUM_SPECIAL:
       raise ValueError(f"data.vocab_size (vocab_size) must be > {NUM_SPECIAL} "
                        f"(the special ids PAD, UNK, BOS, EOS), got {vocab_size}")
+    if model_type not in MODEL_TYPES:
+      raise ValueError(f"data.vocab_model must be one of {list(MODEL_TYPES)}, got {model_type!r}")
     model_path = Path(model_path)
     if model_path.suffix != ".model":
       raise ValueError(f"model_path must end in '.model', got {str(model_path)!r}")
@@ -176,22 +184,33 @@ class Tokenizer:
                     vocab_size: int, **kw) -> "Tokenizer":
     """Reuses the model at `model_path` if it exists, else trains one (see `train` for `kw`).
 
-    Only the vocabulary size of a reused model is checked, not the files it was trained on.
+    Only the vocabulary size and model type of a reused model are checked, not the files it
+    was trained on.
 
     Raises:
-      ValueError: the existing model's vocabulary size differs from `vocab_size` (both named),
-        plus everything `train` raises.
+      ValueError: the existing model's vocabulary size or model type differs from `vocab_size`
+        or `kw['model_type']` (default "bpe"; both values named), plus everything `train`
+        raises.
     """
     if Path(model_path).is_file():
       tok = cls.load(model_path)
-      if tok.vocab_size != vocab_size:
-        raise ValueError(
-            f"existing tokenizer {str(model_path)!r} has vocab size {tok.vocab_size} but "
-            f"data.vocab_size is {vocab_size}; delete the file or change the config")
+      model_type = kw.get("model_type", "bpe")
+      for key, have, want in (("vocab_size", tok.vocab_size, vocab_size),
+                              ("vocab_model", tok.model_type, model_type)):
+        if have != want:
+          raise ValueError(
+              f"existing tokenizer {str(model_path)!r} has {key} {have!r} but data.{key} is "
+              f"{want!r}; delete the file or change the config")
       return tok
     return cls.train(files, model_path, vocab_size, **kw)
 
   # -- use ------------------------------------------------------------------------------------
+
+  @property
+  def model_type(self) -> str:
+    """The SentencePiece model type, lowercased: "bpe", "unigram" (or "word", "char")."""
+    proto = sentencepiece_model_pb2.ModelProto.FromString(self._sp.serialized_model_proto())
+    return sentencepiece_model_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type).lower()
 
   @property
   def vocab_size(self) -> int:
@@ -230,10 +249,13 @@ class Tokenizer:
         Pure Python: about 1.5 s per 29,000 Multi30k sentences on the project's 2-core CPU.
 
     Raises:
-      ValueError: bpe_dropout outside [0, 1).
+      ValueError: bpe_dropout outside [0, 1), or the vocabulary is not BPE (merges to drop).
     """
     if not 0.0 <= bpe_dropout < 1.0:
       raise ValueError(f"data.bpe_dropout must be in [0, 1), got {bpe_dropout}")
+    if self.model_type != "bpe":
+      raise ValueError(f"data.bpe_dropout needs a BPE vocabulary, {self.model_path!r} is "
+                       f"{self.model_type!r}")
     if self._merges is None:  # piece -> (score, id) for every piece a merge can produce
       self._merges = {self._sp.id_to_piece(i): (self._sp.get_score(i), i)
                       for i in range(self.vocab_size)

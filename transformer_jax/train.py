@@ -276,7 +276,8 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
   Raises:
     DataError: a file is missing, a directory, empty, not UTF-8 or misaligned (named, with the
       line), or no pair is left after dropping those over data.max_len.
-    ConfigError: data.vocab_size does not fit the data or the vocabulary already in `workdir`.
+    ConfigError: data.vocab_size does not fit the data, or it or data.vocab_model differs from
+      the vocabulary already in `workdir`.
   """
   d = config.data
   splits = ["train", "val"]
@@ -289,7 +290,7 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
     with sharding_lib.lead_first("vocabulary"):  # the others then load what process 0 wrote
       tokenizer = Tokenizer.load_or_train(
           workdir / "spm.model", [train_text.src_path, train_text.tgt_path], d.vocab_size,
-          max_sentences=d.vocab_sample, seed=d.seed,
+          model_type=d.vocab_model, max_sentences=d.vocab_sample, seed=d.seed,
           sentences=train_text.src + train_text.tgt if in_memory else None)
   except ValueError as e:  # the vocabulary size does not fit the data or the saved vocabulary
     raise config_lib.ConfigError(f"config.{e}" if str(e).startswith("data.") else str(e)) from e
