@@ -440,6 +440,19 @@ declare -A CANDIDATES=(
     --config.train.keep_checkpoints=10"
   [p34_main_unigram_seed1]="$BEB7515 --config.data.vocab_model=unigram
     --config.train.keep_checkpoints=10 --config.train.seed=1"
+  # p34 result: val sacreBLEU 39.27 (lc Moses 39.43, BP 0.928; alpha 1.4: 39.24, BP 0.949),
+  # averaged val PPL 5.34 per unigram piece: -0.93 against 40.20, rejected; its second seed
+  # does not run. Its val NLL ran ahead of p12's early and about 1.7% lower per sentence by step
+  # 2750, and it decodes shorter: the pattern of p25 and p31 (a better fit, shorter output, lower
+  # BLEU) again. Loop 2,473 s (the default's ~2,370 s; 2% more pieces per sentence).
+  # p35 (session 25, declared after p34's result): h = 2 heads of d_k = d_v = 128 at beb7515's
+  # recipe, the untried side of the head count (p16's 8 heads of 32 scored -0.64; Table 3 (A)
+  # found 1 head 0.9 BLEU worse than 8 at d_model 512, and 16-32 worse too). Same matmul FLOPs
+  # as the default; fewer, wider score matrices. 10 checkpoints kept; same rule as p24.
+  [p35_main_h2]="$BEB7515 --config.model.h=2 --config.model.d_k=128 --config.model.d_v=128
+    --config.train.keep_checkpoints=10"
+  [p35_main_h2_seed1]="$BEB7515 --config.model.h=2 --config.model.d_k=128 --config.model.d_v=128
+    --config.train.keep_checkpoints=10 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
