@@ -442,9 +442,10 @@ declare -A CANDIDATES=(
     --config.train.keep_checkpoints=10 --config.train.seed=1"
   # p34 result: val sacreBLEU 39.27 (lc Moses 39.43, BP 0.928; alpha 1.4: 39.24, BP 0.949),
   # averaged val PPL 5.34 per unigram piece: -0.93 against 40.20, rejected; its second seed
-  # does not run. Its val NLL ran ahead of p12's early and about 1.7% lower per sentence by step
-  # 2750, and it decodes shorter: the pattern of p25 and p31 (a better fit, shorter output, lower
-  # BLEU) again. Loop 2,473 s (the default's ~2,370 s; 2% more pieces per sentence).
+  # does not run. Val NLL per sentence (results.md) ahead of p12's to step 1000 (44.57 against
+  # 45.77 / 45.05 nats), level to 2750, behind from 3000 (30.79 against 30.34 / 30.19 at 3400;
+  # the averaged model about 29.3 against 29.0 / 28.9), in 13.4 epochs against 13.8, and its
+  # output is shorter. Loop 2,473 s (p24-p29's ~2,370 s; 2% more pieces per sentence).
   # p35 (session 25, declared after p34's result): h = 2 heads of d_k = d_v = 128 at beb7515's
   # recipe, the untried side of the head count (p16's 8 heads of 32 scored -0.64; Table 3 (A)
   # found 1 head 0.9 BLEU worse than 8 at d_model 512, and 16-32 worse too). Same matmul FLOPs
