@@ -71,7 +71,7 @@ def _config_file(path, data: dict, overrides: dict):
     ("data.max_len", 200, r"largest of config.data.bucket_boundaries \(128\)"),
     ("data.bpe_dropout", 1.0, r"in \[0, 1\)"),
     ("data.bpe_dropout_sides", "source", "'src', 'tgt' or 'both'"),
-    ("data.vocab_model", "wordpiece", "'bpe' or 'unigram'"),
+    ("data.vocab_model", "wordpiece", r"one of \['bpe', 'unigram'\]"),
 ])
 def test_impossible_value_names_the_key(tiny_data, key, value, expected):
   config = tiny_config(tiny_data, **{key: value})

@@ -320,7 +320,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "not be batched", d.max_len)
   for key in ("tokens_per_batch", "batch_multiple"):
     _expect(d[key] >= 1, f"data.{key}", ">= 1", d[key])
-  _expect(d.vocab_model in ("bpe", "unigram"), "data.vocab_model", "'bpe' or 'unigram'",
+  from transformer_jax.tokenizer import MODEL_TYPES  # pylint: disable=import-outside-toplevel
+  _expect(d.vocab_model in MODEL_TYPES, "data.vocab_model", f"one of {list(MODEL_TYPES)}",
           d.vocab_model)
   _expect(0.0 <= d.bpe_dropout < 1.0, "data.bpe_dropout", "in [0, 1) (0 = the paper's BPE)",
           d.bpe_dropout)
