@@ -454,6 +454,16 @@ declare -A CANDIDATES=(
     --config.train.keep_checkpoints=10"
   [p35_main_h2_seed1]="$BEB7515 --config.model.h=2 --config.model.d_k=128 --config.model.d_v=128
     --config.train.keep_checkpoints=10 --config.train.seed=1"
+  # p35 result: val sacreBLEU 39.05 (lc Moses 39.12, BP 0.939), averaged val PPL 5.62 (p12:
+  # 5.54 / 5.50): -1.15 against 40.20, rejected; its second seed does not run. Val PPL level
+  # with p12's to step 2000, behind from 2750 (6.53 against 6.36 / 6.34; 6.14 against 6.00 /
+  # 5.95 at 3400). With 8 heads -0.64 (p16) and 2 heads -1.15, the default's 4 stay.
+  # p36 (session 25, declared after p35's result): a 7000-piece BPE vocabulary at beb7515's
+  # recipe, the untried size between the best, 6000 (p12: 40.20 over two seeds), and 8000 (p11:
+  # 39.94; 4000, p13: 38.67). Same rule as p24; 10 checkpoints kept.
+  [p36_main_vocab7k]="$BEB7515 --config.data.vocab_size=7000 --config.train.keep_checkpoints=10"
+  [p36_main_vocab7k_seed1]="$BEB7515 --config.data.vocab_size=7000
+    --config.train.keep_checkpoints=10 --config.train.seed=1"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
