@@ -120,9 +120,8 @@ class Tokenizer:
 
     Raises:
       ValueError: `vocab_size` <= 4, `model_type` not in MODEL_TYPES, `model_path` not ending
-        in `.model`, or SentencePiece
-        cannot build `vocab_size` pieces from this data (the message says whether to raise or
-        lower `data.vocab_size`).
+        in `.model`, or SentencePiece cannot build `vocab_size` pieces from this data (the
+        message says whether to raise or lower `data.vocab_size`).
       FileNotFoundError: one of `files` does not exist (named in the message).
     """
     if vocab_size <= NUM_SPECIAL:
@@ -181,7 +180,7 @@ class Tokenizer:
 
   @classmethod
   def load_or_train(cls, model_path: str | Path, files: Sequence[str | Path],
-                    vocab_size: int, **kw) -> "Tokenizer":
+                    vocab_size: int, *, model_type: str = "bpe", **kw) -> "Tokenizer":
     """Reuses the model at `model_path` if it exists, else trains one (see `train` for `kw`).
 
     Only the vocabulary size and model type of a reused model are checked, not the files it
@@ -189,12 +188,10 @@ class Tokenizer:
 
     Raises:
       ValueError: the existing model's vocabulary size or model type differs from `vocab_size`
-        or `kw['model_type']` (default "bpe"; both values named), plus everything `train`
-        raises.
+        or `model_type` (both values named), plus everything `train` raises.
     """
     if Path(model_path).is_file():
       tok = cls.load(model_path)
-      model_type = kw.get("model_type", "bpe")
       for key, have, want in (("vocab_size", tok.vocab_size, vocab_size),
                               ("vocab_model", tok.model_type, model_type)):
         if have != want:
@@ -202,7 +199,7 @@ class Tokenizer:
               f"existing tokenizer {str(model_path)!r} has {key} {have!r} but data.{key} is "
               f"{want!r}; delete the file or change the config")
       return tok
-    return cls.train(files, model_path, vocab_size, **kw)
+    return cls.train(files, model_path, vocab_size, model_type=model_type, **kw)
 
   # -- use ------------------------------------------------------------------------------------
 
@@ -253,10 +250,10 @@ class Tokenizer:
     """
     if not 0.0 <= bpe_dropout < 1.0:
       raise ValueError(f"data.bpe_dropout must be in [0, 1), got {bpe_dropout}")
-    if self.model_type != "bpe":
-      raise ValueError(f"data.bpe_dropout needs a BPE vocabulary, {self.model_path!r} is "
-                       f"{self.model_type!r}")
     if self._merges is None:  # piece -> (score, id) for every piece a merge can produce
+      if self.model_type != "bpe":
+        raise ValueError(f"data.bpe_dropout needs a BPE vocabulary, {self.model_path!r} is "
+                         f"{self.model_type!r}")
       self._merges = {self._sp.id_to_piece(i): (self._sp.get_score(i), i)
                       for i in range(self.vocab_size)
                       if not (self._sp.is_control(i) or self._sp.is_unknown(i))}
