@@ -20,7 +20,9 @@ al. 2021's Transformer-Tiny) = vocab 10000, d_model 128, h 4, N 4+4, d_ff 256, b
 small6k (issue 16's recipe search, p12; the main job's since beb7515) = small with vocab 6000;
 small4k (p13) = small with vocab 4000; small6k_1024 and small6k_512 (p14, p15) = small6k with
 batches of 16 x 64 and 8 x 64 (1024 and 512 target tokens); small6k_n2 and small6k_ff512 (p24's
-cheaper step) = small6k with N 2+2 and with d_ff 512. A size may be repeated
+cheaper step) = small6k with N 2+2 and with d_ff 512; tiny8192 (p37, Wu et al.'s own batch of 2 x
+4096) = tiny with batch 128 x 64 in one piece, tiny8192_accum4 the same batch as four micro-batches
+of 32 x 64 (config.train.grad_accum_steps=4: the same update). A size may be repeated
 (--sizes=small,small6k,small,small6k) to alternate two sizes against drifts of the machine.
 """
 
@@ -43,11 +45,14 @@ from transformer_jax.config import TransformerConfig, default_config, model_conf
 from transformer_jax.model import Transformer, count_params
 
 _SMALL = dict(vocab=8000, d_model=256, h=4, n_layers=3, d_ff=1024, batch=32, length=64)
+_TINY = dict(vocab=10000, d_model=128, h=4, n_layers=4, d_ff=256, batch=32, length=64)
 SIZES = {
     "small": _SMALL,
     "base": dict(vocab=32000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=8, length=64),
     "paper": dict(vocab=37000, d_model=512, h=8, n_layers=6, d_ff=2048, batch=390, length=64),
-    "tiny": dict(vocab=10000, d_model=128, h=4, n_layers=4, d_ff=256, batch=32, length=64),
+    "tiny": _TINY,
+    "tiny8192": dict(_TINY, batch=128),
+    "tiny8192_accum4": dict(_TINY, batch=128, accum=4),
     "small6k": dict(_SMALL, vocab=6000),
     "small4k": dict(_SMALL, vocab=4000),
     "small6k_1024": dict(_SMALL, vocab=6000, batch=16),
@@ -111,8 +116,8 @@ def jax_runner(name: str, attention_impl: str = "auto", dtype: str = "float32",
            for k in ("src", "tgt_in", "tgt_out")}
   holder = [jax.jit(functools.partial(train.create_state, model, tx))(jax.random.PRNGKey(0),
                                                                         batch)]
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, eps_ls=0.1),
-                 donate_argnums=(0,))
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, eps_ls=0.1,
+                                   grad_accum_steps=s.get("accum", 1)), donate_argnums=(0,))
   key = jax.random.key(1, impl=config.train.dropout_prng)
 
   def one_step() -> None:
@@ -151,7 +156,7 @@ def main():
       cfg, n_params, jax_step = jax_runner(name, impl, args.dtype)
       runs["jax" if impl == "auto" else f"jax-{impl}"] = ([], n_params, jax_step)
     flops = model_flops(cfg, s["batch"], s["length"], s["length"])
-    if torch_version:
+    if torch_version and s.get("accum", 1) == 1:  # the peer takes the batch in one piece
       import torch
       torch.set_num_threads(os.cpu_count())
       t_params, torch_step = torch_peer.runner(s)
