@@ -483,7 +483,8 @@ declare -A CANDIDATES=(
   # Restarted at step 650 with grad_accum_steps=4 (the same update, summed over four micro-
   # batches of about 2048 positions): one 8192-position batch ran 1.65 s a step (about 4,400
   # target tokens/s; its logits alone are 8192 x 10000 floats), so the 8000 steps would take
-  # 3.7 hours here; four micro-batches were 1.3x faster at a fixed shape (512 x 16, idle).
+  # 3.7 hours here; with four micro-batches it ran 1.1 s a step (benchmarks/RESULTS.md, fixed
+  # shape 128 x 64: 0.66x the step of one piece).
   [p37_tiny_literature]="$tiny --config.data.vocab_size=10000 --config.data.tokens_per_batch=8192
     --config.train.grad_accum_steps=4
     --config.train.steps=8000 --config.train.warmup_steps=2000 --config.train.lr_scale=2.53
