@@ -491,9 +491,10 @@ declare -A CANDIDATES=(
     --config.train.checkpoint_every=62 --config.train.keep_checkpoints=10
     --config.train.average_last=10 --config.train.eval_every=500 --config.decode.beam_size=5
     --config.decode.alpha=1.0"
-  # p37 so far (session 26, stopped at step ~5600 of 8000 for the session's end; rerun to
-  # resume): the last-10 average up to S, val sacreBLEU / lc Moses: S 2790 (the default's
-  # training time) 38.61 / 38.71; 4030: 40.50 / 40.62; 5580 (1.9x): 40.70 / 40.86; 6696 (2.4x): 41.19 / 41.36.
+  # p37 so far (session 26, left training past step 6696 of 8000 at the session's end; rerun
+  # to resume): the last-10 average up to S, val sacreBLEU / lc Moses: S 2790 (the default's
+  # training time) 38.61 / 38.71; 4030: 40.50 / 40.62; 5580 (1.9x): 40.70 / 40.86; 6696
+  # (2.4x): 41.19 / 41.36.
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!CANDIDATES[@]}")
