@@ -551,8 +551,9 @@ def final_evaluation(config, workdir, model, ckpts, state, tokenizer, val_batche
   # Every process decodes the same sentences; only process 0 writes translations and reports.
   result.update(evaluate.final_bleu(config, model, params, tokenizer,
                                     workdir if lead else None, log))
-  writer.write(steps[-1], {"ppl": val["ppl"], "bleu": result.get("test_bleu", float("nan"))},
-               kind="final")
+  # BLEU only where test was scored: a NaN would be invalid JSON and a TensorBoard warning.
+  writer.write(steps[-1], {"ppl": val["ppl"], **({"bleu": result["test_bleu"]}
+                                                 if "test_bleu" in result else {})}, kind="final")
   if lead:
     (workdir / "final.json").write_text(json.dumps(result, indent=2) + "\n")
   log(f"dev perplexity {val['ppl']:.2f}")
