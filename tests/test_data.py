@@ -411,3 +411,21 @@ def test_batch_sentences_restores_input_order(batch_size):
     np.testing.assert_array_equal(a, b)
   widths = [ids.shape[1] for ids, _ in batches]
   assert widths == sorted(widths)  # sorted by length: short batches stay narrow
+
+
+def test_lowercase_reaches_the_vocabulary_the_training_pairs_and_the_sources(tiny_data, tmp_path):
+  from conftest import tiny_config
+  from transformer_jax import evaluate
+  from transformer_jax import train as train_lib
+  config = tiny_config(tiny_data, **{"data.lowercase": True})
+  tokenizer, train, val, _ = train_lib.load_data(config, tmp_path, log=lambda *_: None)
+  pieces = [tokenizer.decode([i]) for i in range(4, tokenizer.vocab_size)]
+  assert not [p for p in pieces if p != p.lower()]  # trained on lowercased text
+  assert any(p.isalpha() for p in pieces)
+  first = read_parallel(tiny_data["train_src"], tiny_data["train_tgt"])
+  assert first.src[0] != first.src[0].lower()  # the file is cased ...
+  assert tokenizer.decode(list(train.src[0][:-1])) == first.src[0].lower()  # ... the pairs not
+  assert tokenizer.decode(list(val.tgt[0][:-1])) == read_parallel(
+      tiny_data["val_src"], tiny_data["val_tgt"]).tgt[0].lower()
+  assert evaluate.decode_options(config)["lowercase"] is True
+  assert evaluate.decode_options(tiny_config(tiny_data))["lowercase"] is False

@@ -78,3 +78,16 @@ def test_perplexity_equals_numpy():
   assert got["ppl"] == pytest.approx(math.exp(total / count), rel=1e-5)
   # A random model is near uniform over the 40 classes.
   assert 20 < got["ppl"] < 80
+
+
+def test_lowercase_translates_the_lowercased_source(trained_run):
+  from transformer_jax import checkpoint as ckpt_lib
+  from transformer_jax import main as main_lib
+  workdir, _, _ = trained_run
+  config, model, tokenizer = main_lib._load_workdir(workdir)
+  params = ckpt_lib.load_params(workdir / "final_params",
+                                main_lib._abstract_state(config, model).params)
+  line = "A Man In A Blue Shirt Is Standing On A Ladder ."
+  lowered = evaluate.translate_lines(model, params, tokenizer, [line], lowercase=True)
+  assert lowered == evaluate.translate_lines(model, params, tokenizer, [line.lower()])
+  assert tokenizer.encode(line) != tokenizer.encode(line.lower())  # so the flag did something

@@ -102,6 +102,12 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
                       n_blank_dropped=len(src) - len(pairs))
 
 
+def lowercased(text: ParallelText) -> ParallelText:
+  """`text` with both sides lowercased by `str.lower` (`config.data.lowercase`)."""
+  return dataclasses.replace(text, src=[s.lower() for s in text.src],
+                             tgt=[t.lower() for t in text.tgt])
+
+
 def read_split(config, split: str, log=None) -> ParallelText:
   """The pairs of `split` ('train' | 'val' | 'test') from `config.data.source`.
 

@@ -38,8 +38,11 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
                     beam_size: int = 4, alpha: float = 0.6, max_extra_len: int = 50,
                     word_reward: float = 0.0, batch_size: int = 64,
                     boundaries: Sequence[int] = (16, 32, 64, 128, 256, 512),
-                    max_src_len: int = 0, use_cache: bool = True) -> list[str]:
+                    max_src_len: int = 0, use_cache: bool = True,
+                    lowercase: bool = False) -> list[str]:
   """Translates `lines` (one sentence each) by beam search; returns detokenized lines in order.
+
+  With `lowercase` (a model trained with config.data.lowercase) each line is lowercased first.
 
   Sentences are sorted by length and decoded in batches of `batch_size` padded to the smallest
   boundary that fits, so only a few shapes are compiled. An empty line gives an empty line.
@@ -47,7 +50,7 @@ def translate_lines(model: Transformer, params: Any, tokenizer: Tokenizer, lines
   config.source_limit, the longest source the model was trained on), is cut to that length,
   and the cut is counted in the returned list's `truncated` attribute.
   """
-  ids = tokenizer.encode_batch(list(lines))
+  ids = tokenizer.encode_batch([x.lower() for x in lines] if lowercase else list(lines))
   cut = 0
   src = []
   for seq in ids:
@@ -77,7 +80,8 @@ def decode_options(config) -> dict[str, Any]:
   dc = config.decode
   return {"beam_size": dc.beam_size, "alpha": dc.alpha, "word_reward": dc.get("word_reward", 0.0),
           "max_extra_len": dc.max_extra_len, "batch_size": dc.batch_size,
-          "max_src_len": config_lib.source_limit(config)}
+          "max_src_len": config_lib.source_limit(config),
+          "lowercase": config.data.get("lowercase", False)}
 
 
 class _Translations(list):

@@ -284,8 +284,11 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
   if config.train.final_eval and "test" in config.train.get("final_eval_splits", ("test",)):
     splits.append("test")
   texts = {split: data_lib.read_split(config, split, log) for split in splits}
+  if d.get("lowercase", False):  # the test split is read only to check it: BLEU reads it again
+    texts.update({s: data_lib.lowercased(texts[s]) for s in ("train", "val")})
   train_text = texts["train"]
-  in_memory = train_text.src_path.startswith("tfds:")  # TFDS text has no file to train on
+  # TFDS text has no file to train the vocabulary on; lowercased text differs from its file
+  in_memory = train_text.src_path.startswith("tfds:") or d.get("lowercase", False)
   try:
     with sharding_lib.lead_first("vocabulary"):  # the others then load what process 0 wrote
       tokenizer = Tokenizer.load_or_train(

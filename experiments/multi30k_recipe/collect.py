@@ -7,7 +7,9 @@ stopped early): the model sizes, data and train settings from config.json, the s
 the training loop's mean target tokens/s from metrics.jsonl (steps after the first 100, so the
 XLA compiles of the first batch shapes are left out), val perplexity (final.json: of the
 averaged model; else the last dev evaluation), and both val BLEUs recomputed here from val.hyp:
-cased detokenized sacreBLEU and lowercased Moses-tokenized BLEU (transformer_jax.bleu).
+cased detokenized sacreBLEU and lowercased Moses-tokenized BLEU (transformer_jax.bleu), both
+against the cased reference (a run trained on lowercased text, data.lowercase, loses its
+capitals in the cased score; its vocab column says so).
 
 A second table compares learning curves across vocabularies: val NLL per sentence (nats; the
 per-wordpiece NLL of each dev evaluation times the val target wordpieces, EOS included, / 1014
@@ -46,12 +48,13 @@ def row(run: pathlib.Path) -> dict:
   hyps = (run / "val.hyp").read_text(encoding="utf-8").splitlines()
   refs = VAL_REF.read_text(encoding="utf-8").splitlines()
   scores = evaluate.score_translations(hyps, refs)
+  vocab = (f"{d['vocab_size']}, BPE-dropout {d['bpe_dropout']} ({d['bpe_dropout_sides']})"
+           if d.get("bpe_dropout") else d["vocab_size"])
   return {
       "name": run.name,
       "model": (f"N{m['n_layers']} d{m['d_model']} ff{m['d_ff']} h{m['h']} p{m['p_drop']}"
                 + (f" attn{m['p_drop_attn']}" if m.get("p_drop_attn") else "")),
-      "vocab": (f"{d['vocab_size']}, BPE-dropout {d['bpe_dropout']} ({d['bpe_dropout_sides']})"
-                if d.get("bpe_dropout") else d["vocab_size"]),
+      "vocab": vocab if not d.get("lowercase") else f"{vocab}, lowercased text",
       "batch_tokens": d["tokens_per_batch"],
       "lr": f"{t['lr_scale']} x Eq.3, warmup {t['warmup_steps']}",
       "step": final.get("step", train[-1]["step"] if train else 0),
@@ -85,6 +88,9 @@ def val_tokens(run: pathlib.Path) -> int | None:
   if (run / "spm.model").exists():
     from transformer_jax.tokenizer import Tokenizer
     refs = VAL_REF.read_text(encoding="utf-8").splitlines()
+    config = run / "config.json"
+    if config.exists() and json.loads(config.read_text())["data"].get("lowercase"):
+      refs = [r.lower() for r in refs]  # the text its dev perplexity was measured on
     return sum(len(x) + 1 for x in Tokenizer.load(run / "spm.model").encode_batch(refs))
   for path in sorted(run.glob("eval_val*.json")):
     record = json.loads(path.read_text())
