@@ -220,3 +220,20 @@ def test_average_params_is_the_mean_of_the_checkpoints(trained_run):
   # The final model training wrote is this average.
   final = ckpt_lib.load_params(workdir / "final_params", _abstract_state(config).params)
   _assert_trees_equal(final, average)
+
+
+def test_val_only_final_evaluation_writes_strict_json(trained_run, tiny_data, tmp_path):
+  workdir, _, _ = trained_run
+  copy = tmp_path / "run"
+  copy.mkdir()
+  for name in ("config.json", "spm.model"):
+    shutil.copy(workdir / name, copy / name)
+  shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
+  config = tiny_config(tiny_data, **{"train.final_eval": True,
+                                     "train.final_eval_splits": ("val",)})
+  result = train_lib.train(config, copy, log=lambda *_: None)  # nothing left to train
+  assert "val" in result["bleu"] and "test_bleu" not in result
+  lines = (copy / "metrics.jsonl").read_text().splitlines()
+  final = [json.loads(x, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
+           for x in lines if '"final"' in x]
+  assert len(final) == 1 and final[0]["ppl"] > 1 and "bleu" not in final[0]
