@@ -61,6 +61,8 @@ def row(run: pathlib.Path) -> dict:
       "epoch": train[-1]["epoch"] if train else 0.0,
       "averaged": len(final.get("averaged_steps", [])) or None,
       "loop_seconds": final.get("loop_seconds"),
+      # a resumed run's final.json times only its last process's steps
+      "loop_steps": final.get("steps_run"),
       "tokens_per_sec": sum(tps) / len(tps) if tps else None,
       "val_ppl": final.get("val_ppl", val[-1]["ppl"] if val else None),
       "beam": f"{dc['beam_size']}/{dc['alpha']}",
@@ -103,6 +105,14 @@ def _fmt(v, spec: str = "") -> str:
   return "" if v is None else format(v, spec)
 
 
+def _loop(r: dict) -> str:
+  """Loop seconds, with the steps they cover when the run was resumed (fewer than its steps)."""
+  text = _fmt(r["loop_seconds"], ".0f")
+  if text and r["loop_steps"] is not None and r["loop_steps"] < r["step"]:
+    text += f" (last {r['loop_steps']} steps)"
+  return text
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("root")
@@ -116,7 +126,7 @@ def main() -> None:
   for r in rows:
     lines.append(
         f"| {r['name']} | {r['model']} | {r['vocab']} | {r['batch_tokens']} | {r['lr']} | "
-        f"{r['step']} | {r['epoch']:.1f} | {_fmt(r['averaged'])} | {_fmt(r['loop_seconds'], '.0f')} "
+        f"{r['step']} | {r['epoch']:.1f} | {_fmt(r['averaged'])} | {_loop(r)} "
         f"| {_fmt(r['tokens_per_sec'], '.0f')} | {_fmt(r['val_ppl'], '.2f')} | {r['beam']} | "
         f"{r['val_sacrebleu']:.2f} | {r['val_bleu_lc_moses']:.2f} |")
   if rows:
