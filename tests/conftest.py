@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import shutil
 import sys
 
 import ml_collections
@@ -96,6 +97,18 @@ def trained_run(tiny_data, tmp_path_factory) -> tuple[pathlib.Path, ml_collectio
   config = tiny_config(tiny_data, **{"train.final_eval": True})
   result = train_lib.train(config, workdir, log=lambda *_: None)
   return workdir, config, result
+
+
+def copy_run(trained_run, tmp_path: pathlib.Path) -> pathlib.Path:
+  """TMP_PATH/run holding the trained run's config.json, spm.model and checkpoints/: a workdir
+  a test may resume, change or break without touching the shared one."""
+  workdir, _, _ = trained_run
+  copy = tmp_path / "run"
+  copy.mkdir()
+  for name in ("config.json", "spm.model"):
+    shutil.copy(workdir / name, copy / name)
+  shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
+  return copy
 
 
 @pytest.fixture

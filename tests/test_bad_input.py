@@ -12,14 +12,13 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import ml_collections
 import pytest
 
-from conftest import ROOT, tiny_config
+from conftest import ROOT, copy_run, tiny_config
 from transformer_jax import config as config_lib
 from transformer_jax import evaluate
 from transformer_jax import main as main_lib
@@ -253,18 +252,8 @@ def test_read_only_workdir_is_refused(tiny_data, tmp_path):
     workdir.chmod(0o755)
 
 
-def _copy_run(trained_run, tmp_path):
-  workdir, _, _ = trained_run
-  copy = tmp_path / "run"
-  copy.mkdir()
-  for name in ("config.json", "spm.model"):
-    shutil.copy(workdir / name, copy / name)
-  shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
-  return copy
-
-
 def test_changed_config_is_refused_with_the_keys_named(trained_run, tiny_data, tmp_path):
-  copy = _copy_run(trained_run, tmp_path)
+  copy = copy_run(trained_run, tmp_path)
   changed = tiny_config(tiny_data, **{"model.p_drop": 0.3, "data.tokens_per_batch": 1024,
                                       "train.steps": 301})
   with pytest.raises(config_lib.ConfigError, match="--allow_config_change") as e:
@@ -276,7 +265,7 @@ def test_changed_config_is_refused_with_the_keys_named(trained_run, tiny_data, t
 
 def test_allow_config_change_resumes_when_shapes_are_kept(trained_run, tiny_data, tmp_path,
                                                           cli):
-  copy = _copy_run(trained_run, tmp_path)
+  copy = copy_run(trained_run, tmp_path)
   # steps = the checkpoint's step: the run restores, then has nothing left to train.
   cfg = _config_file(tmp_path / "cfg.py", tiny_data, {"model.p_drop": 0.3, "train.eps_ls": 0.15})
   out, _ = cli("train", f"--config={cfg}", f"--workdir={copy}", "--allow_config_change")
@@ -287,7 +276,7 @@ def test_allow_config_change_resumes_when_shapes_are_kept(trained_run, tiny_data
 
 
 def test_allow_config_change_still_refuses_other_shapes(trained_run, tiny_data, tmp_path):
-  copy = _copy_run(trained_run, tmp_path)
+  copy = copy_run(trained_run, tmp_path)
   saved = (copy / "config.json").read_text()
   changed = tiny_config(tiny_data, **{"model.d_model": 64, "model.p_drop": 0.3})
   with pytest.raises(config_lib.ConfigError, match="other parameter shapes") as e:

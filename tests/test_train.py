@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import N_TEST, TINY_STEPS, tiny_config
+from conftest import N_TEST, TINY_STEPS, copy_run, tiny_config
 from transformer_jax import bleu
 from transformer_jax import checkpoint as ckpt_lib
 from transformer_jax import config as config_lib
@@ -223,12 +223,7 @@ def test_average_params_is_the_mean_of_the_checkpoints(trained_run):
 
 
 def test_val_only_final_evaluation_writes_strict_json(trained_run, tiny_data, tmp_path):
-  workdir, _, _ = trained_run
-  copy = tmp_path / "run"
-  copy.mkdir()
-  for name in ("config.json", "spm.model"):
-    shutil.copy(workdir / name, copy / name)
-  shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
+  copy = copy_run(trained_run, tmp_path)
   config = tiny_config(tiny_data, **{"train.final_eval": True,
                                      "train.final_eval_splits": ("val",)})
   result = train_lib.train(config, copy, log=lambda *_: None)  # nothing left to train
