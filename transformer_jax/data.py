@@ -102,8 +102,11 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
                       n_blank_dropped=len(src) - len(pairs))
 
 
-def lowercased(text: ParallelText) -> ParallelText:
-  """`text` with both sides lowercased by `str.lower` (`config.data.lowercase`)."""
+def model_text(config, text: ParallelText) -> ParallelText:
+  """`text` as the model trains on it: both sides lowercased by `str.lower` when
+  `config.data.lowercase` (a config.json written before the key existed: cased), else `text`."""
+  if not config.data.get("lowercase", False):
+    return text
   return dataclasses.replace(text, src=[s.lower() for s in text.src],
                              tgt=[t.lower() for t in text.tgt])
 

@@ -199,8 +199,7 @@ def cmd_evaluate() -> None:
   config, model, tokenizer, params, source = _load_run(workdir)
   text = data_lib.read_parallel(_require("src"), _require("ref"))
   # Perplexity is of the text the model was trained on; BLEU's references stay as written.
-  enc = data_lib.encode_parallel(data_lib.lowercased(text) if config.data.get("lowercase", False)
-                                 else text, tokenizer, 0)
+  enc = data_lib.encode_parallel(data_lib.model_text(config, text), tokenizer, 0)
   batches = data_lib.BucketedBatches(enc, tokens_per_batch=config.data.tokens_per_batch,
                                      boundaries=sorted(set(config.data.bucket_boundaries) |
                                                        {max(map(len, enc.src + enc.tgt))}),

@@ -284,8 +284,8 @@ def load_data(config: ml_collections.ConfigDict, workdir: pathlib.Path, log=prin
   if config.train.final_eval and "test" in config.train.get("final_eval_splits", ("test",)):
     splits.append("test")
   texts = {split: data_lib.read_split(config, split, log) for split in splits}
-  if d.get("lowercase", False):  # the test split is read only to check it: BLEU reads it again
-    texts.update({s: data_lib.lowercased(texts[s]) for s in ("train", "val")})
+  # The test split is read only to check it: BLEU reads it again and keeps its references.
+  texts.update({s: data_lib.model_text(config, texts[s]) for s in ("train", "val")})
   train_text = texts["train"]
   # TFDS text has no file to train the vocabulary on; lowercased text differs from its file
   in_memory = train_text.src_path.startswith("tfds:") or d.get("lowercase", False)
