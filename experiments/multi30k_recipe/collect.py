@@ -16,6 +16,14 @@ per-wordpiece NLL of each dev evaluation times the val target wordpieces, EOS in
 sentences), by epoch, for each run and for the search's baseline, the main job as of commit
 d38a3aa (benchmarks/multi30k_main_d38a3aa/, whose val target wordpiece count comes from its
 eval_val_beam4.json).
+
+A third table, and ROOT/frontier.png when matplotlib is installed (the `report` extra), put
+val lc Moses BLEU against training compute for the runs that probed longer budgets (each
+average of checkpoints up to step S scored on val: ROOT/NAME/eval_val*_stepS.json, and the
+run's own end), with the default's two seeds at 1x. Compute is counted in the default's
+training loops: S steps x the run's step time / (3400 x the default's step time), step times
+measured side by side by benchmarks/train_step.py (STEP_COST); the target's val level is an
+estimate (TARGET_VAL_LC).
 """
 
 from __future__ import annotations
@@ -29,6 +37,27 @@ from transformer_jax import evaluate
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VAL_REF = REPO / "transformer_jax/assets/multi30k/val.de"
 MAIN_JOB = REPO / "benchmarks/multi30k_main_d38a3aa"
+
+# A training step's time relative to the default's (beb7515: N 3+3, d_model 256, vocab 6000,
+# 2048-token batches), by benchmarks/train_step.py size: means of two medians, the three sizes
+# alternated in one run at commit 875d22f (benchmarks/RESULTS.md, "Compute of the budget
+# probes"). The default's loop is DEFAULT_STEPS of them.
+STEP_COST = {"small6k": 1.0, "small6k_1024": 0.505, "tiny8192_accum4": 1.677}
+DEFAULT_STEPS = 3400
+# The frontier's runs: the benchmark size of their step, and the curve each belongs to (p14x2
+# continued p14).
+FRONTIER = {
+    "p12_main_vocab6k": ("small6k", "p12: the default, two seeds"),
+    "p12_main_vocab6k_seed1": ("small6k", "p12: the default, two seeds"),
+    "p14_main_batch1024": ("small6k_1024", "p14, p14x2: 1024-token batches"),
+    "p14x2_main_batch1024": ("small6k_1024", "p14, p14x2: 1024-token batches"),
+    "p17_main_drop02_x2": ("small6k", "p17: P_drop 0.2"),
+    "p33_main_drop03_x265": ("small6k", "p33: P_drop 0.3"),
+    "p37_tiny_literature": ("tiny8192_accum4", "p37: Wu et al.'s Tiny at their recipe"),
+}
+# 41.0 on test2016 plus the default's val-to-test2016 gap in lc Moses BLEU (p12's val 40.62,
+# beb7515's fresh-clone test2016 38.96): an estimate of the val level the target needs.
+TARGET_VAL_LC = 41.0 + (40.62 - 38.96)
 
 
 def _records(path: pathlib.Path) -> list[dict]:
@@ -101,6 +130,58 @@ def val_tokens(run: pathlib.Path) -> int | None:
   return None
 
 
+def frontier(root: pathlib.Path, rows: list[dict]) -> list[dict]:
+  """Val BLEU against training compute for the FRONTIER runs under `root`.
+
+  Returns one dict per scored point (run, its curve, step, compute in default loops, val lc
+  Moses and cased sacreBLEU), sorted by run and step: the eval_val*_stepS.json averages scored along the
+  way, and the run's end from `rows` (its val.hyp).
+  """
+  ends = {r["name"]: r for r in rows}
+  points = []
+  for name, (size, series) in FRONTIER.items():
+    run = root / name
+    if name not in ends:
+      continue
+    scored = {}
+    for path in run.glob("eval_val*_step*.json"):
+      record = json.loads(path.read_text())
+      step = int(path.stem.rsplit("_step", 1)[1])
+      scored[step] = (record["bleu_lc_moses"], record["bleu"])
+    end = ends[name]
+    scored[end["step"]] = (end["val_bleu_lc_moses"], end["val_sacrebleu"])
+    for step, (lc, cased) in scored.items():
+      points.append({"run": name, "series": series, "step": step,
+                     "compute": step * STEP_COST[size] / DEFAULT_STEPS,
+                     "val_bleu_lc_moses": lc, "val_sacrebleu": cased})
+  return sorted(points, key=lambda p: (p["run"], p["step"]))
+
+
+def plot_frontier(points: list[dict], path: pathlib.Path) -> pathlib.Path | None:
+  """Writes the frontier's PNG to `path`; None (and nothing written) without matplotlib."""
+  try:
+    from transformer_jax.experiments.compare_plots import PlotsUnavailable, _pyplot, _save
+    plt = _pyplot()
+  except PlotsUnavailable:
+    return None
+  fig, ax = plt.subplots(figsize=(8, 5))
+  for series in dict.fromkeys(p["series"] for p in points):
+    xy = sorted((p["compute"], p["val_bleu_lc_moses"]) for p in points if p["series"] == series)
+    ax.plot([x for x, _ in xy], [y for _, y in xy], "o-", label=series, markersize=4)
+  ax.axhline(TARGET_VAL_LC, color="black", linestyle="--", linewidth=0.8)
+  ax.annotate(f"the target's val level (about {TARGET_VAL_LC:.1f})", (1.0, TARGET_VAL_LC),
+              textcoords="offset points", xytext=(2, 3), fontsize=8)
+  ax.axvline(1.0, color="grey", linewidth=0.8)
+  ax.set_xscale("log", base=2)
+  ax.set_xticks([1, 1.5, 2, 3, 4], ["1", "1.5", "2", "3", "4"])
+  ax.set_xlabel("training compute, in the default's training loops (3400 steps; log scale)")
+  ax.set_ylabel("val lc Moses BLEU")
+  ax.set_title("Multi30k val BLEU against training compute (issue 16's budget probes)",
+               fontsize=10)
+  ax.legend(fontsize=7, loc="lower right")
+  return _save(plt, fig, path)
+
+
 def _fmt(v, spec: str = "") -> str:
   return "" if v is None else format(v, spec)
 
@@ -147,8 +228,18 @@ def main() -> None:
                                             for step, (e, nll) in sorted(points.items())))
   if no_vocab:
     lines.append(f"- no curve (neither spm.model nor a val evaluation kept): {', '.join(no_vocab)}")
-  text = "\n".join(lines) + "\n"
   out = pathlib.Path(args.out) if args.out else root / "results.md"
+  points = frontier(root, rows)
+  if points:
+    lines += ["", "Val BLEU against training compute, in the default's training loops "
+              f"(collect.py's STEP_COST; the target's val level: about {TARGET_VAL_LC:.1f} lc):",
+              "", "| run | step | compute | val lc Moses BLEU | val sacreBLEU |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {p['run']} | {p['step']} | {p['compute']:.2f} | "
+              f"{p['val_bleu_lc_moses']:.2f} | {p['val_sacrebleu']:.2f} |" for p in points]
+    png = plot_frontier(points, out.with_name("frontier.png"))
+    lines += ["", f"Plot: {png.name}" if png else "No plot: matplotlib is not installed."]
+  text = "\n".join(lines) + "\n"
   out.write_text(text)
   (out.with_suffix(".json")).write_text(json.dumps(rows, indent=2) + "\n")
   print(text, end="")

@@ -494,7 +494,8 @@ declare -A CANDIDATES=(
   # p37 result (sessions 26-27; resumed at step 6758 in session 27): the last-10 average up
   # to S, val sacreBLEU / lc Moses: S 2790 (the default's training time) 38.61 / 38.71; 4030:
   # 40.50 / 40.62; 5580 (1.9x): 40.70 / 40.86; 6696 (2.4x): 41.19 / 41.36; 8000 (2.9x, the
-  # run's own final evaluation): 41.68 / 41.84, BP 0.968. Between the two readings: the
+  # run's own final evaluation): 41.68 / 41.84, BP 0.968. (Session 28: by step times measured
+  # side by side these S are 1.38x, 1.99x, 2.75x, 3.30x and 3.95x the default's compute.) Between the two readings: the
   # literature's recipe and budget end 0.9 short of the target's val level (42.7 lc).
   # p38 (session 27): the one difference between Wu et al.'s recipe and p37 left untested,
   # their lowercased text, on the hour's recipe: beb7515's default with data.lowercase=True
