@@ -134,8 +134,8 @@ def frontier(root: pathlib.Path, rows: list[dict]) -> list[dict]:
   """Val BLEU against training compute for the FRONTIER runs under `root`.
 
   Returns one dict per scored point (run, its curve, step, compute in default loops, val lc
-  Moses and cased sacreBLEU), sorted by run and step: the eval_val*_stepS.json averages scored along the
-  way, and the run's end from `rows` (its val.hyp).
+  Moses and cased sacreBLEU), sorted by run and step: the eval_val*_stepS.json averages scored
+  along the way, and the run's end from `rows` (its val.hyp).
   """
   ends = {r["name"]: r for r in rows}
   points = []
