@@ -140,11 +140,10 @@ def frontier(root: pathlib.Path, rows: list[dict]) -> list[dict]:
   ends = {r["name"]: r for r in rows}
   points = []
   for name, (size, series) in FRONTIER.items():
-    run = root / name
     if name not in ends:
       continue
     scored = {}
-    for path in run.glob("eval_val*_step*.json"):
+    for path in (root / name).glob("eval_val*_step*.json"):
       record = json.loads(path.read_text())
       step = int(path.stem.rsplit("_step", 1)[1])
       scored[step] = (record["bleu_lc_moses"], record["bleu"])
@@ -174,7 +173,8 @@ def plot_frontier(points: list[dict], path: pathlib.Path) -> pathlib.Path | None
   ax.axvline(1.0, color="grey", linewidth=0.8)
   ax.set_xscale("log", base=2)
   ax.set_xticks([1, 1.5, 2, 3, 4], ["1", "1.5", "2", "3", "4"])
-  ax.set_xlabel("training compute, in the default's training loops (3400 steps; log scale)")
+  ax.set_xlabel(f"training compute, in the default's training loops ({DEFAULT_STEPS} steps; "
+                "log scale)")
   ax.set_ylabel("val lc Moses BLEU")
   ax.set_title("Multi30k val BLEU against training compute (issue 16's budget probes)",
                fontsize=10)
